@@ -1,0 +1,3 @@
+"""Webhook ingestion gateway for sales outreach (lemlist, Postmark, PhantomBuster)."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,166 @@
+"""`create_app(settings)`: explicit wiring, no import-time state.
+
+Errors become problem JSON (RFC 9457) here and nowhere else.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime
+from http import HTTPStatus
+from typing import Any
+
+import msgspec
+import structlog
+from litestar import Litestar, Request, Response, get
+from litestar.exceptions import HTTPException
+from litestar.openapi import OpenAPIConfig
+from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR
+
+from gateway import __version__
+from gateway.db.pool import close_pool, connection, create_pool
+from gateway.errors import GatewayError, Unauthorized, Unavailable
+from gateway.fetch import ResultFetcher
+from gateway.ingest import Ingestor
+from gateway.logs import configure_logging
+from gateway.secrets import WebhookSecrets, load_secrets
+from gateway.settings import Settings
+from gateway.webhooks import EdgeServices, webhook_handler
+
+log = structlog.get_logger(__name__)
+
+PROBLEM_JSON = "application/problem+json"
+
+
+class Problem(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
+    """An RFC 9457 problem document."""
+
+    type: str = "about:blank"
+    title: str
+    status: int
+    detail: str
+    field: str | None = None
+    delivery_id: str | None = None
+
+
+class Health(msgspec.Struct, frozen=True):
+    """Liveness or readiness."""
+
+    status: str
+
+
+def problem_response(status: int, title: str, detail: str, **extra: Any) -> Response[Problem]:
+    """The one place an error becomes an HTTP answer."""
+    headers: dict[str, str] = {}
+    if status == Unauthorized.status:
+        headers["WWW-Authenticate"] = 'Basic realm="webhooks", charset="UTF-8"'
+    if status == Unavailable.status:
+        headers["Retry-After"] = str(Unavailable.retry_after_s)
+    body = Problem(
+        title=title,
+        status=status,
+        detail=detail,
+        field=_str_or_none(extra.get("field")),
+        delivery_id=_str_or_none(extra.get("delivery_id")),
+    )
+    return Response(body, status_code=status, media_type=PROBLEM_JSON, headers=headers)
+
+
+def _str_or_none(value: object) -> str | None:
+    return None if value is None else str(value)
+
+
+def _gateway_error(_: Request[Any, Any, Any], exc: GatewayError) -> Response[Problem]:
+    return problem_response(exc.status, exc.title, exc.detail, **exc.extra)
+
+
+def _http_error(_: Request[Any, Any, Any], exc: HTTPException) -> Response[Problem]:
+    detail = exc.detail if isinstance(exc.detail, str) else str(exc.detail)
+    extra = exc.extra if isinstance(exc.extra, dict) else {}
+    if isinstance(exc.extra, list) and exc.extra:  # validation errors name the parameter
+        first = exc.extra[0]
+        if isinstance(first, dict):
+            extra = {"field": first.get("key")}
+            detail = f"{detail}: {first.get('message', '')}".rstrip(": ")
+    return problem_response(exc.status_code, _title(exc.status_code), detail, **extra)
+
+
+def _unexpected_error(request: Request[Any, Any, Any], exc: Exception) -> Response[Problem]:
+    log.error("http.unhandled_error", path=request.url.path, exc_info=exc)
+    return problem_response(
+        HTTP_500_INTERNAL_SERVER_ERROR, "Internal error", "the gateway failed on this request"
+    )
+
+
+def _title(status: int) -> str:
+    try:
+        return HTTPStatus(status).phrase
+    except ValueError:
+        return "Error"
+
+
+def create_app(
+    settings: Settings,
+    *,
+    secrets: WebhookSecrets | None = None,
+    clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    configure_logs: bool = True,
+) -> Litestar:
+    """The gateway's ASGI app on `settings.database_url` (which must be set)."""
+    if settings.database_url is None:
+        raise ValueError("create_app needs settings.database_url; the CLI starts the embedded one")
+    database_url = settings.database_url
+    if configure_logs:
+        configure_logging(settings.log_format)
+    if secrets is None:
+        secrets, _ = load_secrets(settings)
+    edge = EdgeServices(settings, secrets, clock)
+
+    @asynccontextmanager
+    async def lifespan(app: Litestar) -> AsyncIterator[None]:
+        pool = await create_pool(settings, database_url)
+        fetcher = ResultFetcher(settings)
+        edge.ingestor = Ingestor(pool, settings, fetcher)
+        app.state.pool = pool
+        try:
+            yield
+        finally:
+            edge.ingestor = None
+            await fetcher.aclose()
+            await close_pool(pool)
+
+    @get("/healthz", summary="Process alive")
+    async def healthz() -> Health:
+        return Health("ok")
+
+    @get("/readyz", summary="Database reachable")
+    async def readyz(request: Request[Any, Any, Any]) -> Response[Health]:
+        try:
+            async with connection(request.app.state.pool, settings) as conn:
+                await conn.fetchval("SELECT 1", timeout=2)
+        except (Unavailable, TimeoutError):
+            return Response(
+                Health("unavailable"),
+                status_code=Unavailable.status,
+                headers={"Retry-After": str(Unavailable.retry_after_s)},
+            )
+        return Response(Health("ready"))
+
+    return Litestar(
+        route_handlers=[webhook_handler(edge), healthz, readyz],
+        lifespan=[lifespan],
+        exception_handlers={
+            GatewayError: _gateway_error,
+            HTTPException: _http_error,
+            Exception: _unexpected_error,
+        },
+        openapi_config=OpenAPIConfig(title="Outreach webhook gateway", version=__version__),
+        logging_config=None,
+        debug=False,
+    )
+
+
+def app_from_env() -> Litestar:
+    """Factory for uvicorn workers: everything comes from the environment."""
+    return create_app(Settings.from_env())

@@ -1,0 +1,271 @@
+"""The `gateway` command: serve, migrate, seed, db check/stats, urls.
+
+Every command that needs the database uses `--database-url` (env
+DATABASE_URL) or, when none is given, starts the embedded PostgreSQL under
+`--data-dir` (env GATEWAY_DATA_DIR), which stops again when the last gateway
+process using it exits.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import signal
+import sys
+from collections.abc import Callable, Sequence
+from types import FrameType
+from urllib.parse import quote
+
+import asyncpg
+
+from gateway.db.embedded import start_embedded
+from gateway.db.migrate import apply_migrations
+from gateway.db.pool import init_connection
+from gateway.logs import configure_logging
+from gateway.secrets import load_secrets
+from gateway.settings import PROVIDERS, Settings, SettingsError
+
+STATS_TABLES = (
+    "campaign_templates",
+    "email_sequences",
+    "linkedin_sequences",
+    "campaign_instances",
+    "campaign_enrollments",
+    "campaign_events",
+    "webhook_deliveries",
+)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """All commands and flags; each flag's help names its environment variable."""
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument(
+        "--database-url",
+        default=os.environ.get("DATABASE_URL"),
+        help="PostgreSQL URL (env DATABASE_URL); unset: the embedded PostgreSQL",
+    )
+    common.add_argument(
+        "--data-dir",
+        default=os.environ.get("GATEWAY_DATA_DIR"),
+        help="where the embedded PostgreSQL and generated secrets live"
+        " (env GATEWAY_DATA_DIR; default ./.gateway)",
+    )
+    parser = argparse.ArgumentParser(
+        prog="gateway",
+        description="Webhook ingestion gateway for lemlist, Postmark and PhantomBuster.",
+        parents=[common],
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    serve = commands.add_parser("serve", parents=[common], help="run the HTTP server")
+    serve.add_argument(
+        "--host", default="127.0.0.1", help="interface to listen on (default 127.0.0.1)"
+    )
+    serve.add_argument("--port", type=int, default=8000, help="port to listen on (default 8000)")
+    serve.add_argument("--workers", type=int, default=1, help="worker processes (default 1)")
+    serve.set_defaults(run=cmd_serve)
+
+    migrate = commands.add_parser("migrate", parents=[common], help="apply pending migrations")
+    migrate.set_defaults(run=cmd_migrate)
+
+    seed = commands.add_parser("seed", parents=[common], help="load the sample campaign data once")
+    seed.set_defaults(run=cmd_seed)
+
+    db = commands.add_parser("db", help="database checks")
+    db_commands = db.add_subparsers(dest="db_command", required=True, metavar="COMMAND")
+    check = db_commands.add_parser("check", parents=[common], help="database, server time, version")
+    check.set_defaults(run=cmd_db_check)
+    stats = db_commands.add_parser(
+        "stats", parents=[common], help="size, rows per table, connections"
+    )
+    stats.set_defaults(run=cmd_db_stats)
+
+    urls = commands.add_parser("urls", parents=[common], help="print each provider's webhook URL")
+    urls.add_argument(
+        "--base-url",
+        default=os.environ.get("GATEWAY_BASE_URL", "http://127.0.0.1:8000"),
+        help="the gateway's public base URL (env GATEWAY_BASE_URL; default http://127.0.0.1:8000)",
+    )
+    urls.set_defaults(run=cmd_urls)
+    return parser
+
+
+def settings_from_args(args: argparse.Namespace) -> Settings:
+    """Environment settings, with the command line's flags on top."""
+    env = dict(os.environ)
+    if args.database_url:
+        env["DATABASE_URL"] = args.database_url
+    if args.data_dir:
+        env["GATEWAY_DATA_DIR"] = args.data_dir
+    return Settings.from_env(env)
+
+
+def database_url(settings: Settings, *, migrate: bool = True) -> str:
+    """The configured database, or the embedded one started now; migrated unless asked not to."""
+    url = settings.database_url or start_embedded(settings.data_dir)
+    if migrate:
+        apply_migrations(url)
+    return url
+
+
+def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
+    import uvicorn
+
+    url = database_url(settings)
+    secrets, generated = load_secrets(settings)
+    base = f"http://{args.host}:{args.port}"
+    print(f"Gateway listening on {base}  (health: {base}/healthz, API docs: {base}/schema)")
+    if generated:
+        print("Generated webhook secrets (kept owner-only under the data dir):")
+        for line in webhook_urls(base, secrets.by_provider, only=generated):
+            print(f"  {line}")
+    print("Webhook URLs with their secrets: gateway urls")
+    sys.stdout.flush()
+    # Workers build their app from the environment: hand them what we resolved.
+    os.environ["DATABASE_URL"] = url
+    os.environ["GATEWAY_DATA_DIR"] = str(settings.data_dir)
+    os.environ["GATEWAY_LOG_FORMAT"] = settings.log_format
+    uvicorn.run(
+        "gateway.app:app_from_env",
+        factory=True,
+        host=args.host,
+        port=args.port,
+        workers=max(1, args.workers),
+        log_config=None,
+        access_log=False,
+        timeout_graceful_shutdown=10,
+    )
+    return 0
+
+
+def cmd_migrate(args: argparse.Namespace, settings: Settings) -> int:
+    url = database_url(settings, migrate=False)
+    applied = apply_migrations(url)
+    print(f"applied {len(applied)} migration(s)" + (f": {', '.join(applied)}" if applied else ""))
+    return 0
+
+
+def cmd_seed(args: argparse.Namespace, settings: Settings) -> int:
+    from gateway.db.seed import SEED_COUNTS, load_seed
+
+    url = database_url(settings)
+
+    async def run() -> bool:
+        conn = await _connect(url)
+        try:
+            return await load_seed(conn)
+        finally:
+            await conn.close()
+
+    loaded = asyncio.run(run())
+    counts = ", ".join(f"{n} {table}" for table, n in SEED_COUNTS.items())
+    print(f"seeded: {counts}" if loaded else "sample data already present; nothing added")
+    return 0
+
+
+def cmd_db_check(args: argparse.Namespace, settings: Settings) -> int:
+    url = database_url(settings, migrate=False)
+
+    async def run() -> asyncpg.Record:
+        conn = await _connect(url)
+        try:
+            row: asyncpg.Record = await conn.fetchrow(
+                "SELECT current_database() AS database, now() AS server_time, version() AS version"
+            )
+            return row
+        finally:
+            await conn.close()
+
+    try:
+        row = asyncio.run(run())
+    except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+        print(f"database unreachable: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 1
+    print(f"Database: {row['database']}")
+    print(f"Server time: {row['server_time'].isoformat()}")
+    print(f"PostgreSQL version: {row['version']}")
+    return 0
+
+
+def cmd_db_stats(args: argparse.Namespace, settings: Settings) -> int:
+    url = database_url(settings)
+
+    async def run() -> tuple[str, dict[str, int], asyncpg.Record]:
+        conn = await _connect(url)
+        try:
+            size = await conn.fetchval(
+                "SELECT pg_size_pretty(pg_database_size(current_database()))"
+            )
+            rows = {t: await conn.fetchval(f"SELECT count(*) FROM {t}") for t in STATS_TABLES}
+            connections = await conn.fetchrow(
+                "SELECT count(*) FILTER (WHERE datname = current_database()) AS database,"
+                " count(*) AS server,"
+                " current_setting('max_connections')::int AS max"
+                " FROM pg_stat_activity WHERE backend_type = 'client backend'"
+            )
+            return size, rows, connections
+        finally:
+            await conn.close()
+
+    size, rows, conns = asyncio.run(run())
+    print(f"Database size: {size}")
+    print("Rows:")
+    for table, count in rows.items():
+        print(f"  {table:<22} {count}")
+    print(
+        f"Connections: {conns['database']} to this database,"
+        f" {conns['server']} in all, max {conns['max']}"
+    )
+    return 0
+
+
+def cmd_urls(args: argparse.Namespace, settings: Settings) -> int:
+    secrets, _ = load_secrets(settings)
+    for line in webhook_urls(args.base_url.rstrip("/"), secrets.by_provider):
+        print(line)
+    return 0
+
+
+def webhook_urls(
+    base: str, secrets: dict[str, tuple[str, ...]], only: Sequence[str] | None = None
+) -> list[str]:
+    """One line per provider: its URL with the (first) secret where it can carry it."""
+    scheme, _, host = base.partition("://")
+    lines = []
+    for provider in PROVIDERS:
+        if only is not None and provider not in only:
+            continue
+        secret = quote(secrets[provider][0], safe="")
+        line = f"{provider:<14} {base}/webhooks/{provider}?token={secret}"
+        if provider == "postmark":
+            line += (
+                f"\n{'':<14} {scheme}://postmark:{secret}@{host}/webhooks/postmark  (HTTP Basic)"
+            )
+        lines.append(line)
+    return lines
+
+
+async def _connect(url: str) -> asyncpg.Connection:
+    conn: asyncpg.Connection = await asyncpg.connect(url, timeout=5)
+    await init_connection(conn)
+    return conn
+
+
+def _exit_on_sigterm(signum: int, frame: FrameType | None) -> None:
+    # A plain exit runs atexit handlers, which stop the embedded PostgreSQL.
+    raise SystemExit(128 + signum)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the `gateway` console script."""
+    signal.signal(signal.SIGTERM, _exit_on_sigterm)
+    args = build_parser().parse_args(argv)
+    try:
+        settings = settings_from_args(args)
+    except SettingsError as exc:
+        print(f"gateway: {exc}", file=sys.stderr)
+        return 2
+    configure_logging(settings.log_format)
+    run: Callable[[argparse.Namespace, Settings], int] = args.run
+    return run(args, settings)

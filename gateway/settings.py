@@ -1,0 +1,106 @@
+"""All configuration, read from the environment in one place and passed in.
+
+Nothing reads `os.environ` at import time; tests build their own Settings.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Literal
+
+import msgspec
+
+PROVIDERS: tuple[str, ...] = ("lemlist", "postmark", "phantombuster")
+
+DEFAULT_RESULT_HOSTS: tuple[str, ...] = (
+    "phantombuster.s3.amazonaws.com",
+    "cache1.phantombooster.com",
+)
+
+
+class SettingsError(ValueError):
+    """An environment variable holds a value the gateway cannot use."""
+
+
+class Settings(msgspec.Struct, frozen=True, kw_only=True):
+    """The gateway's configuration; see the README's configuration table."""
+
+    database_url: str | None = None
+    """PostgreSQL URL; None starts the embedded PostgreSQL under `data_dir`."""
+    data_dir: Path = Path(".gateway")
+    """Where the embedded PostgreSQL and generated secrets live."""
+    secrets: dict[str, tuple[str, ...]] = msgspec.field(default_factory=dict)
+    """Configured webhook secrets per provider; a provider missing here gets a generated one."""
+    phantombuster_api_key: str | None = None
+    """Lets the gateway fetch a run's result object when the webhook lacks it."""
+    phantombuster_api_base: str = "https://api.phantombuster.com/api/v2"
+    phantombuster_result_hosts: tuple[str, ...] = DEFAULT_RESULT_HOSTS
+    """Hosts a result file (`jsonUrl`) may be downloaded from; any other URL is never fetched."""
+    phantombuster_timeout_s: float = 10.0
+    """Total time one result fetch may take, retries included."""
+    phantombuster_max_result_bytes: int = 20 * 1024 * 1024
+    """Largest result object or file downloaded."""
+    max_body_bytes: int = 1024 * 1024
+    """Largest accepted webhook body; larger ones get 413 and are recorded."""
+    log_format: Literal["json", "console"] = "json"
+    pool_max_size: int = 20
+    """The original design's pool: at most 20 connections..."""
+    pool_idle_s: float = 30.0
+    """...closed after 30 s idle..."""
+    connect_timeout_s: float = 5.0
+    """...and 5 s to connect."""
+    acquire_timeout_s: float = 5.0
+    """How long a request waits for a pooled connection before answering 503."""
+    command_timeout_s: float = 30.0
+    """How long one statement may run before the request answers 503."""
+    slow_query_ms: float = 100.0
+    """Statements slower than this are logged at debug level."""
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        """Read every `GATEWAY_*`, `DATABASE_URL` and `PHANTOMBUSTER_*` variable."""
+        env = os.environ if environ is None else environ
+        secrets: dict[str, tuple[str, ...]] = {}
+        for provider in PROVIDERS:
+            raw = env.get(f"GATEWAY_SECRET_{provider.upper()}", "")
+            values = tuple(s.strip() for s in raw.split(",") if s.strip())
+            if values:
+                secrets[provider] = values
+        hosts = tuple(
+            h.strip().lower()
+            for h in env.get("PHANTOMBUSTER_RESULT_HOSTS", ",".join(DEFAULT_RESULT_HOSTS)).split(
+                ","
+            )
+            if h.strip()
+        )
+        log_format = env.get("GATEWAY_LOG_FORMAT") or ("console" if sys.stderr.isatty() else "json")
+        if log_format not in ("json", "console"):
+            raise SettingsError(f"GATEWAY_LOG_FORMAT must be json or console, not {log_format!r}")
+        return cls(
+            database_url=env.get("DATABASE_URL") or None,
+            data_dir=Path(env.get("GATEWAY_DATA_DIR") or ".gateway"),
+            secrets=secrets,
+            phantombuster_api_key=env.get("PHANTOMBUSTER_API_KEY") or None,
+            phantombuster_api_base=(
+                env.get("PHANTOMBUSTER_API_BASE") or "https://api.phantombuster.com/api/v2"
+            ).rstrip("/"),
+            phantombuster_result_hosts=hosts,
+            max_body_bytes=_positive_int(env, "GATEWAY_MAX_BODY_BYTES", 1024 * 1024),
+            log_format=log_format,  # type: ignore[arg-type]  # checked just above
+        )
+
+
+def _positive_int(env: Mapping[str, str], name: str, default: int) -> int:
+    raw = env.get(name)
+    if not raw:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise SettingsError(f"{name} must be a whole number of bytes, not {raw!r}") from None
+    if value <= 0:
+        raise SettingsError(f"{name} must be positive, not {value}")
+    return value

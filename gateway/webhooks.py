@@ -1,0 +1,194 @@
+"""`POST /webhooks/{provider}`: body → verify → parse → ingest → status.
+
+The secret is checked before the body is read, so an unauthenticated request
+never reaches the database as data; the answer is sent only after the
+delivery's transaction has committed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any
+
+import msgspec
+import structlog
+from litestar import Request, Response, post
+from litestar.handlers import HTTPRouteHandler
+
+from gateway.errors import (
+    InvalidPayload,
+    PayloadTooLarge,
+    RequestTimeout,
+    Unauthorized,
+    UnknownProvider,
+)
+from gateway.ingest import Delivery, Ingestor, elapsed_ms
+from gateway.secrets import WebhookSecrets, credentials_from_request
+from gateway.settings import PROVIDERS, Settings
+from providers.base import clean_json
+
+log = structlog.get_logger("gateway.webhook")
+
+#: Headers never stored: they carry credentials or are meaningless hop by hop.
+REDACTED_HEADERS = frozenset({"authorization", "proxy-authorization", "cookie", "x-api-key"})
+#: Query parameters never stored: the webhook secret travels there.
+REDACTED_QUERY = frozenset({"token", "secret", "key", "api_key"})
+REDACTED = "[redacted]"
+#: A body that arrives slower than this is cut off (slow-client protection).
+BODY_READ_TIMEOUT_S = 30.0
+#: How much of an oversized body is kept, to show what it was.
+OVERSIZED_PREFIX_BYTES = 4096
+
+
+class Ack(msgspec.Struct, frozen=True, kw_only=True):
+    """The answer to an accepted webhook, sent after COMMIT."""
+
+    delivery_id: str
+    status: str
+    events: int
+    duplicates: int
+
+
+class EdgeServices:
+    """What the webhook edge needs; the pipeline arrives once the pool is open."""
+
+    def __init__(
+        self, settings: Settings, secrets: WebhookSecrets, clock: Callable[[], datetime]
+    ) -> None:
+        self.settings = settings
+        self.secrets = secrets
+        self.clock = clock
+        self.ingestor: Ingestor | None = None
+
+
+def webhook_handler(services: EdgeServices) -> HTTPRouteHandler:
+    """The route handler, wired explicitly to its services."""
+
+    @post(
+        "/webhooks/{provider:str}",
+        request_max_body_size=None,
+        status_code=200,
+        summary="Receive a webhook",
+    )
+    async def receive_webhook(request: Request[Any, Any, Any], provider: str) -> Response[Ack]:
+        started = time.perf_counter()
+        if provider not in PROVIDERS:
+            raise UnknownProvider(provider=provider)
+        received_at = services.clock()
+        query = dict(request.query_params)
+        offered = credentials_from_request(query, request.headers.get("authorization"))
+        if not services.secrets.verify(provider, offered):
+            log.info("webhook.unauthorized", provider=provider, path=request.url.path)
+            raise Unauthorized
+        headers = redact_headers(dict(request.headers), services.secrets.all_values())
+        stored_query = redact_query(query)
+        ingestor = services.ingestor
+        if ingestor is None:  # lifespan not finished: cannot happen under a server
+            raise RuntimeError("webhook received before the pipeline started")
+        body, size = await read_body(request, services.settings.max_body_bytes)
+        delivery = Delivery(
+            provider=provider,
+            received_at=received_at,
+            body=body,
+            body_size=size,
+            headers=headers,
+            query=stored_query,
+        )
+        if size > services.settings.max_body_bytes:
+            limit = services.settings.max_body_bytes
+            cause = f"body of {size}+ bytes exceeds GATEWAY_MAX_BODY_BYTES={limit}"
+            outcome = await ingestor.record(delivery, "rejected", cause=cause)
+            _log(provider, outcome.delivery_id, "rejected", 0, 0, started, cause=cause)
+            raise PayloadTooLarge(cause, delivery_id=str(outcome.delivery_id))
+        outcome = await ingestor.ingest(delivery)
+        _log(
+            provider,
+            outcome.delivery_id,
+            outcome.status,
+            outcome.events,
+            outcome.duplicates,
+            started,
+            cause=outcome.cause,
+        )
+        if outcome.status == "rejected":
+            raise InvalidPayload(
+                outcome.cause, field=outcome.field or "$", delivery_id=str(outcome.delivery_id)
+            )
+        return Response(
+            Ack(
+                delivery_id=str(outcome.delivery_id),
+                status=outcome.status,
+                events=outcome.events,
+                duplicates=outcome.duplicates,
+            )
+        )
+
+    return receive_webhook
+
+
+async def read_body(request: Request[Any, Any, Any], limit: int) -> tuple[bytes, int]:
+    """The body up to `limit` bytes; past it, a short prefix and the size seen.
+
+    A body whose Content-Length already exceeds the limit is not read at all.
+    """
+    announced = request.headers.get("content-length", "")
+    if announced.isdigit() and int(announced) > limit:
+        return b"", int(announced)
+    chunks = bytearray()
+    try:
+        async with asyncio.timeout(BODY_READ_TIMEOUT_S):
+            async for chunk in request.stream():
+                chunks += chunk
+                if len(chunks) > limit:
+                    return bytes(chunks[:OVERSIZED_PREFIX_BYTES]), len(chunks)
+    except TimeoutError as exc:
+        raise RequestTimeout from exc
+    return bytes(chunks), len(chunks)
+
+
+def redact_headers(headers: dict[str, str], secrets: list[str]) -> dict[str, str]:
+    """Headers as stored: credentials replaced, any configured secret masked."""
+    stored: dict[str, str] = {}
+    for name, value in headers.items():
+        lowered = name.lower()
+        if lowered in REDACTED_HEADERS:
+            stored[lowered] = REDACTED
+            continue
+        for secret in secrets:
+            if secret in value:
+                value = value.replace(secret, REDACTED)
+        stored[lowered] = value
+    cleaned: dict[str, str] = clean_json(stored)
+    return cleaned
+
+
+def redact_query(query: dict[str, str]) -> dict[str, str]:
+    """The query as stored: secrets removed."""
+    kept = {k: v for k, v in query.items() if k.lower() not in REDACTED_QUERY}
+    cleaned: dict[str, str] = clean_json(kept)
+    return cleaned
+
+
+def _log(
+    provider: str,
+    delivery_id: object,
+    status: str,
+    events: int,
+    duplicates: int,
+    started: float,
+    cause: str | None = None,
+) -> None:
+    """The one canonical line per webhook."""
+    log.info(
+        "webhook.ingested",
+        provider=provider,
+        delivery_id=str(delivery_id),
+        status=status,
+        events=events,
+        duplicates=duplicates,
+        ms=elapsed_ms(started),
+        cause=cause,
+    )

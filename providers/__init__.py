@@ -1,0 +1,1 @@
+"""Pure parsers, one module per webhook provider; they import nothing from `gateway`."""

@@ -1,0 +1,103 @@
+"""Shared fixtures: a real PostgreSQL for every test that needs one.
+
+`TEST_DATABASE_URL` points at an existing server (a database there is created
+and dropped per session); unset, an embedded PostgreSQL (pgserver) starts in a
+temporary directory. The database is migrated once; integration tests empty
+its tables before each test. Nothing here mocks the database.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+import warnings
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+import asyncpg
+import pytest
+
+from gateway.db.migrate import apply_migrations
+from gateway.db.pool import Pool, init_connection
+
+FIXTURES = Path(__file__).parent / "fixtures"
+
+
+def with_database(url: str, name: str) -> str:
+    """The same server URL, another database."""
+    parts = urlsplit(url)
+    return urlunsplit(parts._replace(path=f"/{name}"))
+
+
+@pytest.fixture(scope="session")
+def server_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A PostgreSQL server's URL (its maintenance database)."""
+    configured = os.environ.get("TEST_DATABASE_URL")
+    if configured:
+        yield configured
+        return
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        import pgserver
+
+        root = tmp_path_factory.mktemp("pg")
+        server = pgserver.get_server(root / "pgdata", cleanup_mode="stop")
+    yield server.get_uri()
+    server.cleanup()
+
+
+async def _admin(url: str, statement: str) -> None:
+    conn = await asyncpg.connect(url)
+    try:
+        await conn.execute(statement)
+    finally:
+        await conn.close()
+
+
+@pytest.fixture(scope="session")
+def create_database(server_url: str) -> Iterator[object]:
+    """A factory of fresh, empty databases, all dropped at the end of the session."""
+    import asyncio
+
+    made: list[str] = []
+
+    def make(prefix: str = "gw_test") -> str:
+        name = f"{prefix}_{uuid.uuid4().hex[:10]}"
+        asyncio.run(_admin(server_url, f'CREATE DATABASE "{name}"'))
+        made.append(name)
+        return with_database(server_url, name)
+
+    yield make
+    for name in made:
+        asyncio.run(_admin(server_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+@pytest.fixture(scope="session")
+def database_url(create_database: object) -> str:
+    """The session's migrated test database."""
+    url: str = create_database()  # type: ignore[operator]
+    apply_migrations(url)
+    return url
+
+
+@pytest.fixture(scope="session")
+async def pool(database_url: str) -> AsyncIterator[Pool]:
+    """A pool on the migrated test database, for assertions on rows."""
+    created = await asyncpg.create_pool(database_url, min_size=1, max_size=5, init=init_connection)
+    assert created is not None
+    yield created
+    await created.close()
+
+
+TABLES = (
+    "campaign_events, enrollment_event_firsts, campaign_enrollments, campaign_instances, "
+    "linkedin_sequences, email_sequences, campaign_templates, webhook_deliveries"
+)
+
+
+@pytest.fixture
+async def clean_db(pool: Pool) -> AsyncIterator[Pool]:
+    """The test database with every table empty."""
+    await pool.execute(f"TRUNCATE {TABLES} CASCADE")
+    yield pool
