@@ -17,6 +17,7 @@ import msgspec
 import structlog
 from litestar import Request, Response, post
 from litestar.handlers import HTTPRouteHandler
+from litestar.params import FromPath
 
 from gateway.errors import (
     InvalidPayload,
@@ -73,7 +74,9 @@ def webhook_handler(services: EdgeServices) -> HTTPRouteHandler:
         status_code=200,
         summary="Receive a webhook",
     )
-    async def receive_webhook(request: Request[Any, Any, Any], provider: str) -> Response[Ack]:
+    async def receive_webhook(
+        request: Request[Any, Any, Any], provider: FromPath[str]
+    ) -> Response[Ack]:
         started = time.perf_counter()
         if provider not in PROVIDERS:
             raise UnknownProvider(provider=provider)

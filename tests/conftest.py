@@ -17,9 +17,14 @@ from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 import pytest
+from httpx import Response
+from litestar import Litestar
+from litestar.testing import AsyncTestClient
 
+from gateway.app import create_app
 from gateway.db.migrate import apply_migrations
 from gateway.db.pool import Pool, init_connection
+from gateway.settings import Settings
 
 FIXTURES = Path(__file__).parent / "fixtures"
 
@@ -101,3 +106,76 @@ async def clean_db(pool: Pool) -> AsyncIterator[Pool]:
     """The test database with every table empty."""
     await pool.execute(f"TRUNCATE {TABLES} CASCADE")
     yield pool
+
+
+SECRETS: dict[str, tuple[str, ...]] = {
+    "lemlist": ("lemlist-secret",),
+    "postmark": ("postmark-secret", "postmark-previous"),
+    "phantombuster": ("phantombuster-secret",),
+}
+PB_API = "https://api.phantombuster.test/api/v2"
+
+
+@pytest.fixture
+def settings(database_url: str, tmp_path: Path) -> Settings:
+    """Settings for an app on the test database, with known secrets."""
+    return Settings(
+        database_url=database_url,
+        data_dir=tmp_path / "data",
+        secrets=SECRETS,
+        phantombuster_api_key="pb-api-key",
+        phantombuster_api_base=PB_API,
+        phantombuster_result_hosts=("phantombuster.s3.amazonaws.com",),
+        phantombuster_timeout_s=3.0,
+        log_format="json",
+    )
+
+
+@pytest.fixture
+async def client(settings: Settings, clean_db: Pool) -> AsyncIterator[AsyncTestClient[Litestar]]:
+    """An HTTP client on a running app (lifespan included) over an empty database."""
+    app = create_app(settings, configure_logs=False)
+    async with AsyncTestClient(app=app) as test_client:
+        yield test_client
+
+
+def fixture_body(provider: str, name: str) -> bytes:
+    """The exact bytes of a fixture payload."""
+    return (FIXTURES / provider / name).read_bytes()
+
+
+async def post_webhook(
+    client: AsyncTestClient[Litestar],
+    provider: str,
+    body: bytes,
+    *,
+    token: str | None = None,
+    headers: dict[str, str] | None = None,
+) -> Response:
+    """POST a body to a provider's webhook with its secret (or the given token)."""
+    secret = token if token is not None else SECRETS[provider][0]
+    return await client.post(
+        f"/webhooks/{provider}",
+        params={"token": secret} if secret else None,
+        content=body,
+        headers={"content-type": "application/json", **(headers or {})},
+    )
+
+
+async def make_instance(
+    pool: Pool, provider_config: dict[str, object], *, status: str = "active", name: str = "Test"
+) -> uuid.UUID:
+    """A template and an instance mapped to provider campaign keys."""
+    template_id = await pool.fetchval(
+        "INSERT INTO campaign_templates (name, type) VALUES ($1, 'multi_channel') RETURNING id",
+        f"{name} template",
+    )
+    instance_id: uuid.UUID = await pool.fetchval(
+        "INSERT INTO campaign_instances (template_id, name, status, provider_config)"
+        " VALUES ($1, $2, $3, $4) RETURNING id",
+        template_id,
+        name,
+        status,
+        provider_config,
+    )
+    return instance_id

@@ -58,7 +58,7 @@ async def init_connection(conn: Connection) -> None:
         decoder=msgspec.json.decode,
         format="text",
     )
-    if log.isEnabledFor(logging.DEBUG):
+    if logging.getLogger(__name__).isEnabledFor(logging.DEBUG):
         conn.add_query_logger(_log_slow_query)
 
 
