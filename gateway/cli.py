@@ -126,6 +126,11 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     os.environ["DATABASE_URL"] = url
     os.environ["GATEWAY_DATA_DIR"] = str(settings.data_dir)
     os.environ["GATEWAY_LOG_FORMAT"] = settings.log_format
+    # uvicorn shuts down gracefully on SIGINT/SIGTERM, then re-raises the signal
+    # against the handlers it found: let that re-raise end here, so that a clean
+    # stop exits 0 and atexit stops the embedded PostgreSQL.
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: None)
     uvicorn.run(
         "gateway.app:app_from_env",
         factory=True,

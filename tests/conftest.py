@@ -16,6 +16,7 @@ from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
+import psycopg
 import pytest
 from httpx import Response
 from litestar import Litestar
@@ -52,30 +53,26 @@ def server_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     server.cleanup()
 
 
-async def _admin(url: str, statement: str) -> None:
-    conn = await asyncpg.connect(url)
-    try:
-        await conn.execute(statement)
-    finally:
-        await conn.close()
+def _admin(url: str, statement: str) -> None:
+    """Run a statement outside any transaction, synchronously (callable from async tests)."""
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute(statement.encode())
 
 
 @pytest.fixture(scope="session")
 def create_database(server_url: str) -> Iterator[object]:
     """A factory of fresh, empty databases, all dropped at the end of the session."""
-    import asyncio
-
     made: list[str] = []
 
     def make(prefix: str = "gw_test") -> str:
         name = f"{prefix}_{uuid.uuid4().hex[:10]}"
-        asyncio.run(_admin(server_url, f'CREATE DATABASE "{name}"'))
+        _admin(server_url, f'CREATE DATABASE "{name}"')
         made.append(name)
         return with_database(server_url, name)
 
     yield make
     for name in made:
-        asyncio.run(_admin(server_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        _admin(server_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 @pytest.fixture(scope="session")
@@ -102,10 +99,10 @@ TABLES = (
 
 
 @pytest.fixture
-async def clean_db(pool: Pool) -> AsyncIterator[Pool]:
+async def clean_db(pool: Pool) -> Pool:
     """The test database with every table empty."""
     await pool.execute(f"TRUNCATE {TABLES} CASCADE")
-    yield pool
+    return pool
 
 
 SECRETS: dict[str, tuple[str, ...]] = {
