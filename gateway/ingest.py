@@ -39,6 +39,7 @@ PARSERS: Final[Mapping[str, Callable[[bytes, Mapping[str, str]], Parsed]]] = {
 STATUSES: Final = ("processed", "duplicate", "unmatched", "ignored", "pending", "rejected")
 
 _RETRIES: Final = 3
+_FETCH_HOPS: Final = 2
 
 
 class Delivery(msgspec.Struct, frozen=True, kw_only=True):
@@ -89,7 +90,11 @@ class Ingestor:
         except ProviderError as exc:
             return await self.record(delivery, "rejected", cause=str(exc), field=exc.field)
         fetched: Fetched | None = None
-        if parsed.fetch is not None:
+        # A result may point elsewhere once (an API answer holding a result
+        # file's jsonUrl, as legacy scripts save it): follow at most one hop.
+        for _hop in range(_FETCH_HOPS):
+            if parsed.fetch is None:
+                break
             try:
                 fetched = await self._fetcher.fetch(parsed.fetch)
                 parsed = parse_delivery(
@@ -101,10 +106,10 @@ class Ingestor:
                 return await self.record(
                     delivery, "pending", cause=f"fetched result unusable: {exc}", fetched=fetched
                 )
-            if parsed.fetch is not None:
-                return await self.record(
-                    delivery, "pending", cause="fetched result points elsewhere", fetched=fetched
-                )
+        if parsed.fetch is not None:
+            return await self.record(
+                delivery, "pending", cause="fetched result points elsewhere again", fetched=fetched
+            )
         if not parsed.events:
             return await self.record(delivery, "ignored", cause=parsed.ignored, fetched=fetched)
         return await self._commit(delivery, parsed.events, fetched)

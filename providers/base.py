@@ -251,7 +251,7 @@ def view(
         raise ProviderError(path, message) from exc
 
 
-def key_part(value: str | int | None) -> str | None:
+def key_part(value: str | float | None) -> str | None:
     """One component of an event key, as the body gave it: NUL removed, None when empty."""
     if value is None or isinstance(value, bool):
         return None

@@ -28,7 +28,7 @@ def run_body(**changes: object) -> bytes:
 
 def rows() -> list[dict[str, object]]:
     parsed: list[dict[str, object]] = json.loads(
-        fixture_body("phantombuster", "linkedin_auto_connect_result_object.parsed.json")
+        fixture_body("phantombuster-api", "linkedin_auto_connect_result_object.parsed.json")
     )
     return parsed
 
@@ -91,7 +91,7 @@ async def test_missing_result_object_is_fetched_from_the_api(
     client: Client, clean_db: Pool
 ) -> None:
     await make_instance(clean_db, {"phantombuster_agent_id": AGENT})
-    api_response = fixture_body("phantombuster", "fetch_result_object_response.json")
+    api_response = fixture_body("phantombuster-api", "fetch_result_object_response.json")
     with respx.mock(assert_all_called=True) as mock:
         route = mock.get(f"{PB_API}/containers/fetch-result-object").mock(
             side_effect=[httpx.Response(502), httpx.Response(200, content=api_response)]
@@ -157,3 +157,20 @@ async def test_failed_run_is_recorded_without_events(client: Client, clean_db: P
     stored = await clean_db.fetchrow("SELECT status, cause FROM webhook_deliveries")
     assert stored["status"] == "ignored" and "exitCode" in stored["cause"]
     assert await clean_db.fetchval("SELECT count(*) FROM campaign_events") == 0
+
+
+async def test_api_answer_pointing_to_a_result_file_is_followed_once(
+    client: Client, clean_db: Pool
+) -> None:
+    result_file = "https://phantombuster.s3.amazonaws.com/org/agent/result.json"
+    with respx.mock(assert_all_called=True) as mock:
+        mock.get(f"{PB_API}/containers/fetch-result-object").mock(
+            return_value=httpx.Response(
+                200, json={"resultObject": json.dumps({"jsonUrl": result_file, "csvUrl": "x"})}
+            )
+        )
+        mock.get(result_file).mock(return_value=httpx.Response(200, json=rows()))
+        response = await post_webhook(client, "phantombuster", run_body(resultObject=None))
+    assert response.json()["events"] == 3
+    stored = await clean_db.fetchrow("SELECT fetched_from FROM webhook_deliveries")
+    assert stored["fetched_from"] == result_file

@@ -41,9 +41,7 @@ EXPECTED: dict[tuple[str, str], tuple[str, str]] = {
 
 def all_fixtures() -> list[tuple[str, str]]:
     return sorted(
-        (p.parent.name, p.name)
-        for p in FIXTURES.glob("*/*.json")
-        if p.parent.name in SECRETS and "result_object" not in p.name
+        (p.parent.name, p.name) for p in FIXTURES.glob("*/*.json") if p.parent.name in SECRETS
     )
 
 
