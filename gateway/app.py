@@ -121,11 +121,14 @@ def create_app(
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
         pool = await create_pool(settings, database_url)
         fetcher = ResultFetcher(settings)
-        edge.ingestor = Ingestor(pool, settings, fetcher)
+        ingestor = Ingestor(pool, settings, fetcher)
+        await ingestor.start()
+        edge.ingestor = ingestor
         app.state.pool = pool
         try:
             yield
         finally:
+            await ingestor.stop()
             edge.ingestor = None
             await fetcher.aclose()
             await close_pool(pool)

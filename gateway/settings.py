@@ -58,6 +58,12 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     """How long one statement may run before the request answers 503."""
     slow_query_ms: float = 100.0
     """Statements slower than this are logged at debug level."""
+    writers: int = 2
+    """Group-commit writer tasks: one commits while the next gathers its batch."""
+    batch_max: int = 256
+    """Most deliveries committed in one transaction."""
+    queue_max: int = 4096
+    """Deliveries waiting for a writer before new ones get 503 (back-pressure)."""
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:

@@ -88,7 +88,7 @@ async def create_enrollments(
 
 
 async def insert_events(conn: Connection, rows: list[EventRow]) -> list[Record]:
-    """Insert or attach events; returns (provider_event_id, enrollment_id, inserted) rows."""
+    """Insert or attach events; returns (provider, provider_event_id, enrollment_id, inserted)."""
     result: list[Record] = await conn.fetch(
         sql("insert_events"), *(list(column) for column in zip(*rows, strict=True))
     )
@@ -96,7 +96,7 @@ async def insert_events(conn: Connection, rows: list[EventRow]) -> list[Record]:
 
 
 class DeliveryRow(NamedTuple):
-    """One raw delivery and its outcome, in the column order of `insert_delivery`."""
+    """One raw delivery and its outcome, in the column order of `insert_deliveries`."""
 
     id: UUID
     provider: str
@@ -113,6 +113,13 @@ class DeliveryRow(NamedTuple):
     fetched_from: str | None
 
 
+async def insert_deliveries(conn: Connection, rows: list[DeliveryRow]) -> None:
+    """Store raw deliveries with their outcomes in one statement."""
+    await conn.execute(
+        sql("insert_deliveries"), *(list(column) for column in zip(*rows, strict=True))
+    )
+
+
 async def insert_delivery(conn: Connection, row: DeliveryRow) -> None:
-    """Store a raw delivery with its outcome."""
-    await conn.execute(sql("insert_delivery"), *row)
+    """Store one raw delivery with its outcome."""
+    await insert_deliveries(conn, [row])

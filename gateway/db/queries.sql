@@ -78,13 +78,16 @@ ON CONFLICT (provider, provider_event_id) DO UPDATE
     WHERE campaign_events.enrollment_id IS NULL
       AND (EXCLUDED.enrollment_id IS NOT NULL
            OR (campaign_events.instance_id IS NULL AND EXCLUDED.instance_id IS NOT NULL))
-RETURNING provider_event_id, enrollment_id, (xmax = 0) AS inserted;
+RETURNING provider, provider_event_id, enrollment_id, (xmax = 0) AS inserted;
 
--- name: insert_delivery
+-- name: insert_deliveries
+-- Raw deliveries with their outcomes, many per statement (group commit).
 INSERT INTO webhook_deliveries (
     id, provider, received_at, body, body_size, headers, query, status, cause,
     events_written, duplicates, fetched_body, fetched_from)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13);
+SELECT *
+FROM unnest($1::uuid[], $2::text[], $3::timestamptz[], $4::bytea[], $5::int[], $6::jsonb[],
+            $7::jsonb[], $8::text[], $9::text[], $10::int[], $11::int[], $12::bytea[], $13::text[]);
 
 -- name: ping
 SELECT 1;
