@@ -49,6 +49,7 @@ def configure_logging(log_format: Literal["json", "console"], level: int = loggi
     root.setLevel(level)
     # uvicorn's access log would print query strings, where webhook secrets live.
     logging.getLogger("uvicorn.access").disabled = True
-    # pgserver and yoyo narrate every step at INFO; their warnings still show.
-    for chatty in ("pgserver", "yoyo"):
+    # pgserver and yoyo narrate every step at INFO, and httpx logs whole URLs
+    # (query strings included) for every request; their warnings still show.
+    for chatty in ("pgserver", "yoyo", "httpx", "httpcore"):
         logging.getLogger(chatty).setLevel(max(level, logging.WARNING))

@@ -45,6 +45,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     """Largest result object or file downloaded."""
     max_body_bytes: int = 1024 * 1024
     """Largest accepted webhook body; larger ones get 413 and are recorded."""
+    body_read_timeout_s: float = 30.0
+    """A webhook body that takes longer to arrive gets 408 (slow-client protection)."""
     log_format: Literal["json", "console"] = "json"
     pool_max_size: int = 20
     """The original design's pool: at most 20 connections..."""
@@ -95,6 +97,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
             ).rstrip("/"),
             phantombuster_result_hosts=hosts,
             max_body_bytes=_positive_int(env, "GATEWAY_MAX_BODY_BYTES", 1024 * 1024),
+            body_read_timeout_s=_positive_int(env, "GATEWAY_BODY_READ_TIMEOUT_S", 30),
             log_format=log_format,  # type: ignore[arg-type]  # checked just above
         )
 
@@ -106,7 +109,7 @@ def _positive_int(env: Mapping[str, str], name: str, default: int) -> int:
     try:
         value = int(raw)
     except ValueError:
-        raise SettingsError(f"{name} must be a whole number of bytes, not {raw!r}") from None
+        raise SettingsError(f"{name} must be a whole number, not {raw!r}") from None
     if value <= 0:
         raise SettingsError(f"{name} must be positive, not {value}")
     return value

@@ -38,8 +38,6 @@ REDACTED_HEADERS = frozenset({"authorization", "proxy-authorization", "cookie", 
 #: Query parameters never stored: the webhook secret travels there.
 REDACTED_QUERY = frozenset({"token", "secret", "key", "api_key"})
 REDACTED = "[redacted]"
-#: A body that arrives slower than this is cut off (slow-client protection).
-BODY_READ_TIMEOUT_S = 30.0
 #: How much of an oversized body is kept, to show what it was.
 OVERSIZED_PREFIX_BYTES = 4096
 
@@ -91,7 +89,9 @@ def webhook_handler(services: EdgeServices) -> HTTPRouteHandler:
         ingestor = services.ingestor
         if ingestor is None:  # lifespan not finished: cannot happen under a server
             raise RuntimeError("webhook received before the pipeline started")
-        body, size = await read_body(request, services.settings.max_body_bytes)
+        body, size = await read_body(
+            request, services.settings.max_body_bytes, services.settings.body_read_timeout_s
+        )
         delivery = Delivery(
             provider=provider,
             received_at=received_at,
@@ -132,7 +132,9 @@ def webhook_handler(services: EdgeServices) -> HTTPRouteHandler:
     return receive_webhook
 
 
-async def read_body(request: Request[Any, Any, Any], limit: int) -> tuple[bytes, int]:
+async def read_body(
+    request: Request[Any, Any, Any], limit: int, timeout_s: float
+) -> tuple[bytes, int]:
     """The body up to `limit` bytes; past it, a short prefix and the size seen.
 
     A body whose Content-Length already exceeds the limit is not read at all.
@@ -142,7 +144,7 @@ async def read_body(request: Request[Any, Any, Any], limit: int) -> tuple[bytes,
         return b"", int(announced)
     chunks = bytearray()
     try:
-        async with asyncio.timeout(BODY_READ_TIMEOUT_S):
+        async with asyncio.timeout(timeout_s):
             async for chunk in request.stream():
                 chunks += chunk
                 if len(chunks) > limit:

@@ -9,11 +9,15 @@ from __future__ import annotations
 import json
 
 import httpx
+import msgspec
 import respx
 from litestar import Litestar
 from litestar.testing import AsyncTestClient
 
+from gateway.app import create_app
 from gateway.db.pool import Pool
+from gateway.fetch import ResultFetcher
+from gateway.settings import Settings
 from tests.conftest import PB_API, fixture_body, make_instance, post_webhook
 
 Client = AsyncTestClient[Litestar]
@@ -174,3 +178,26 @@ async def test_api_answer_pointing_to_a_result_file_is_followed_once(
     assert response.json()["events"] == 3
     stored = await clean_db.fetchrow("SELECT fetched_from FROM webhook_deliveries")
     assert stored["fetched_from"] == result_file
+
+
+async def test_oversized_or_slow_results_leave_the_delivery_pending(
+    settings: Settings, clean_db: Pool
+) -> None:
+    small = msgspec.structs.replace(settings, phantombuster_max_result_bytes=1000)
+    async with AsyncTestClient(app=create_app(small, configure_logs=False)) as client:
+        with respx.mock(assert_all_called=True) as mock:
+            route = mock.get(f"{PB_API}/containers/fetch-result-object")
+            route.mock(return_value=httpx.Response(200, content=b"[" + b" " * 5000 + b"]"))
+            too_big = await post_webhook(client, "phantombuster", run_body(resultObject=None))
+            route.mock(side_effect=httpx.ReadTimeout("slow"))
+            too_slow = await post_webhook(
+                client, "phantombuster", run_body(resultObject=None, containerId="2")
+            )
+            assert route.call_count == 1 + ResultFetcher.attempts  # bounded retries
+    assert (too_big.status_code, too_big.json()["status"]) == (200, "pending")
+    assert (too_slow.status_code, too_slow.json()["status"]) == (200, "pending")
+    causes = sorted(
+        r["cause"] for r in await clean_db.fetch("SELECT cause FROM webhook_deliveries")
+    )
+    assert "larger than 1000 bytes" in causes[1] or "larger than 1000 bytes" in causes[0]
+    assert any("ReadTimeout" in c for c in causes)
