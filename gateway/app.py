@@ -19,29 +19,19 @@ from litestar.openapi import OpenAPIConfig
 from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR
 
 from gateway import __version__
+from gateway.api import api_router
+from gateway.api.schemas import PROBLEM_JSON, Problem
 from gateway.db.pool import close_pool, connection, create_pool
 from gateway.errors import GatewayError, Unauthorized, Unavailable
 from gateway.fetch import ResultFetcher
 from gateway.ingest import Ingestor
 from gateway.logs import configure_logging
+from gateway.metrics import Metrics, metrics_handler
 from gateway.secrets import WebhookSecrets, load_secrets
 from gateway.settings import Settings
 from gateway.webhooks import EdgeServices, webhook_handler
 
 log = structlog.get_logger(__name__)
-
-PROBLEM_JSON = "application/problem+json"
-
-
-class Problem(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
-    """An RFC 9457 problem document."""
-
-    type: str = "about:blank"
-    title: str
-    status: int
-    detail: str
-    field: str | None = None
-    delivery_id: str | None = None
 
 
 class Health(msgspec.Struct, frozen=True):
@@ -115,7 +105,8 @@ def create_app(
         configure_logging(settings.log_format)
     if secrets is None:
         secrets, _ = load_secrets(settings)
-    edge = EdgeServices(settings, secrets, clock)
+    metrics = Metrics(settings)
+    edge = EdgeServices(settings, secrets, clock, metrics)
 
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
@@ -125,11 +116,13 @@ def create_app(
         await ingestor.start()
         edge.ingestor = ingestor
         app.state.pool = pool
+        metrics.pool = pool
         try:
             yield
         finally:
             await ingestor.stop()
             edge.ingestor = None
+            metrics.pool = None
             await fetcher.aclose()
             await close_pool(pool)
 
@@ -151,7 +144,14 @@ def create_app(
         return Response(Health("ready"))
 
     return Litestar(
-        route_handlers=[webhook_handler(edge), healthz, readyz],
+        route_handlers=[
+            webhook_handler(edge),
+            healthz,
+            readyz,
+            metrics_handler(metrics, settings),
+            api_router(settings),
+        ],
+        middleware=[metrics.middleware],
         lifespan=[lifespan],
         exception_handlers={
             GatewayError: _gateway_error,

@@ -27,6 +27,7 @@ from gateway.errors import (
     UnknownProvider,
 )
 from gateway.ingest import Delivery, Ingestor, elapsed_ms
+from gateway.metrics import Metrics
 from gateway.secrets import WebhookSecrets, credentials_from_request
 from gateway.settings import PROVIDERS, Settings
 from providers.base import clean_json
@@ -55,11 +56,16 @@ class EdgeServices:
     """What the webhook edge needs; the pipeline arrives once the pool is open."""
 
     def __init__(
-        self, settings: Settings, secrets: WebhookSecrets, clock: Callable[[], datetime]
+        self,
+        settings: Settings,
+        secrets: WebhookSecrets,
+        clock: Callable[[], datetime],
+        metrics: Metrics,
     ) -> None:
         self.settings = settings
         self.secrets = secrets
         self.clock = clock
+        self.metrics = metrics
         self.ingestor: Ingestor | None = None
 
 
@@ -104,10 +110,11 @@ def webhook_handler(services: EdgeServices) -> HTTPRouteHandler:
             limit = services.settings.max_body_bytes
             cause = f"body of {size}+ bytes exceeds GATEWAY_MAX_BODY_BYTES={limit}"
             outcome = await ingestor.record(delivery, "rejected", cause=cause)
-            _log(provider, outcome.delivery_id, "rejected", 0, 0, started, cause=cause)
+            _log(services.metrics, provider, outcome.delivery_id, "rejected", 0, 0, started, cause)
             raise PayloadTooLarge(cause, delivery_id=str(outcome.delivery_id))
         outcome = await ingestor.ingest(delivery)
         _log(
+            services.metrics,
             provider,
             outcome.delivery_id,
             outcome.status,
@@ -178,6 +185,7 @@ def redact_query(query: dict[str, str]) -> dict[str, str]:
 
 
 def _log(
+    metrics: Metrics,
     provider: str,
     delivery_id: object,
     status: str,
@@ -186,7 +194,8 @@ def _log(
     started: float,
     cause: str | None = None,
 ) -> None:
-    """The one canonical line per webhook."""
+    """The one canonical line per webhook, and its outcome counted in the metrics."""
+    metrics.observe_delivery(provider, status, events, duplicates)
     log.info(
         "webhook.ingested",
         provider=provider,

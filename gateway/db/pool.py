@@ -23,7 +23,7 @@ from gateway.settings import Settings
 
 log = structlog.get_logger(__name__)
 
-__all__ = ["Connection", "Pool", "connection", "create_pool", "transaction"]
+__all__ = ["Connection", "Pool", "connection", "create_pool", "transaction", "waiting"]
 
 UNAVAILABLE_ERRORS: tuple[type[BaseException], ...] = (
     OSError,
@@ -105,14 +105,31 @@ async def unavailable_on_failure() -> AsyncIterator[None]:
         raise Unavailable(f"database unavailable: {exc}") from exc
 
 
+#: Acquisitions in progress per pool (by id), for the pool-waiters gauge:
+#: asyncpg does not count them, and its Pool (slotted) cannot carry the count.
+_acquiring: dict[int, int] = {}
+
+
+def waiting(pool: Pool) -> int:
+    """How many callers are waiting for a connection of `pool` right now."""
+    return _acquiring.get(id(pool), 0)
+
+
 @asynccontextmanager
 async def connection(pool: Pool, settings: Settings) -> AsyncIterator[Connection]:
     """Acquire within `acquire_timeout_s`, as `Unavailable` when the pool is exhausted."""
     async with unavailable_on_failure():
+        key = id(pool)
+        _acquiring[key] = _acquiring.get(key, 0) + 1
         try:
             conn = await pool.acquire(timeout=settings.acquire_timeout_s)
         except TimeoutError as exc:
             raise Unavailable("database pool exhausted; retry later") from exc
+        finally:
+            if _acquiring[key] == 1:
+                del _acquiring[key]
+            else:
+                _acquiring[key] -= 1
         try:
             yield conn
         finally:

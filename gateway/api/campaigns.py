@@ -1,0 +1,97 @@
+"""Campaign templates (with their sequences) and instances (with their counters)."""
+
+from __future__ import annotations
+
+from typing import Any
+from uuid import UUID
+
+import msgspec
+from asyncpg import Record
+from litestar import get
+from litestar.di import NamedDependency
+from litestar.params import FromPath, FromQuery
+
+from gateway.api.deps import ReadDb
+from gateway.api.schemas import (
+    Counters,
+    Instance,
+    InstanceList,
+    InstanceStatus,
+    PathType,
+    Template,
+    TemplateDetail,
+    TemplateList,
+    TemplateType,
+    problems,
+)
+from gateway.db import reads
+from gateway.errors import NotFound
+
+
+@get("/campaigns/templates", summary="List campaign templates", responses=problems(400))
+async def list_templates(
+    db: NamedDependency[ReadDb],
+    type: FromQuery[TemplateType | None] = None,  # named as the query parameter
+    path_type: FromQuery[PathType | None] = None,
+    is_active: FromQuery[bool | None] = None,
+) -> TemplateList:
+    async with db.connection() as conn:
+        rows = await reads.list_templates(conn, type, path_type, is_active)
+    return TemplateList(items=[Template(**row) for row in rows])
+
+
+@get(
+    "/campaigns/templates/{template_id:uuid}",
+    summary="One template with its email and LinkedIn sequences in step order",
+    responses=problems(400, 404),
+)
+async def get_template(db: NamedDependency[ReadDb], template_id: FromPath[UUID]) -> TemplateDetail:
+    async with db.connection() as conn:
+        row = await reads.get_template(conn, template_id)
+    if row is None:
+        raise NotFound(f"no campaign template {template_id}")
+    # The sequences arrive as JSON arrays (ids as strings): convert validates them.
+    return msgspec.convert(dict(row), TemplateDetail)
+
+
+@get(
+    "/campaigns/instances",
+    summary="List campaign instances with their counters",
+    responses=problems(400),
+)
+async def list_instances(
+    db: NamedDependency[ReadDb],
+    status: FromQuery[InstanceStatus | None] = None,
+    template_id: FromQuery[UUID | None] = None,
+) -> InstanceList:
+    async with db.connection() as conn:
+        rows = await reads.list_instances(conn, status, template_id)
+    return InstanceList(items=[_instance(row) for row in rows])
+
+
+@get(
+    "/campaigns/instances/{instance_id:uuid}",
+    summary="One campaign instance with its counters",
+    responses=problems(400, 404),
+)
+async def get_instance(db: NamedDependency[ReadDb], instance_id: FromPath[UUID]) -> Instance:
+    async with db.connection() as conn:
+        row = await reads.get_instance(conn, instance_id)
+    if row is None:
+        raise NotFound(f"no campaign instance {instance_id}")
+    return _instance(row)
+
+
+_COUNTER_COLUMNS = {
+    "total_enrolled": "enrolled",
+    "total_sent": "sent",
+    "total_opened": "opened",
+    "total_clicked": "clicked",
+    "total_replied": "replied",
+}
+
+
+def _instance(row: Record) -> Instance:
+    fields: dict[str, Any] = {k: v for k, v in row.items() if k not in _COUNTER_COLUMNS}
+    counters = Counters(**{name: row[column] for column, name in _COUNTER_COLUMNS.items()})
+    return Instance(**fields, counters=counters)

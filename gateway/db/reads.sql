@@ -1,0 +1,142 @@
+-- Named SQL of the dashboards' read API (gateway/api), loaded with queries.sql
+-- by gateway/db/queries.py. Optional filters are written `$n IS NULL OR …`
+-- only where the table is small or an index already narrows the rows; the
+-- event list, which must stay fast over millions of rows, is composed from
+-- fixed fragments in gateway/db/reads.py so that each filter can use its index.
+
+-- name: list_templates
+SELECT t.id, t.name, t.description, t.type, t.path_type, t.settings, t.is_active,
+       t.created_by, t.created_at, t.updated_at,
+       (SELECT count(DISTINCT s.step_number) FROM email_sequences s WHERE s.template_id = t.id)
+           AS email_steps,
+       (SELECT count(*) FROM linkedin_sequences s WHERE s.template_id = t.id) AS linkedin_steps
+FROM campaign_templates t
+WHERE ($1::text IS NULL OR t.type = $1)
+  AND ($2::text IS NULL OR t.path_type = $2)
+  AND ($3::boolean IS NULL OR t.is_active = $3)
+ORDER BY t.created_at, t.id;
+
+-- name: get_template
+-- One template with its sequences in step order, in one statement (one snapshot).
+SELECT t.id, t.name, t.description, t.type, t.path_type, t.settings, t.is_active,
+       t.created_by, t.created_at, t.updated_at,
+       (SELECT count(DISTINCT s.step_number) FROM email_sequences s WHERE s.template_id = t.id)
+           AS email_steps,
+       (SELECT count(*) FROM linkedin_sequences s WHERE s.template_id = t.id) AS linkedin_steps,
+       coalesce((
+           SELECT json_agg(json_build_object(
+                      'id', s.id, 'step_number', s.step_number, 'subject', s.subject,
+                      'body_template', s.body_template, 'delay_hours', s.delay_hours,
+                      'a_b_variant', s.a_b_variant, 'is_active', s.is_active)
+                  ORDER BY s.step_number, s.a_b_variant NULLS FIRST)
+           FROM email_sequences s WHERE s.template_id = t.id), '[]') AS email_sequences,
+       coalesce((
+           SELECT json_agg(json_build_object(
+                      'id', s.id, 'step_number', s.step_number, 'action_type', s.action_type,
+                      'message_template', s.message_template, 'delay_hours', s.delay_hours,
+                      'fallback_channel', s.fallback_channel)
+                  ORDER BY s.step_number)
+           FROM linkedin_sequences s WHERE s.template_id = t.id), '[]') AS linkedin_sequences
+FROM campaign_templates t
+WHERE t.id = $1;
+
+-- name: list_instances
+SELECT i.id, i.template_id, i.name, i.status, i.provider_config, i.settings,
+       i.total_enrolled, i.total_sent, i.total_opened, i.total_clicked, i.total_replied,
+       i.started_at, i.paused_at, i.completed_at, i.created_at, i.updated_at
+FROM campaign_instances i
+WHERE ($1::text IS NULL OR i.status = $1)
+  AND ($2::uuid IS NULL OR i.template_id = $2)
+ORDER BY i.created_at DESC, i.id;
+
+-- name: get_instance
+SELECT i.id, i.template_id, i.name, i.status, i.provider_config, i.settings,
+       i.total_enrolled, i.total_sent, i.total_opened, i.total_clicked, i.total_replied,
+       i.started_at, i.paused_at, i.completed_at, i.created_at, i.updated_at
+FROM campaign_instances i
+WHERE i.id = $1;
+
+-- name: performance_enrolled
+-- The instance's enrollments enrolled in [$2, $3) (NULL: unbounded); no row
+-- when the instance does not exist.
+SELECT (SELECT count(*)
+        FROM campaign_enrollments e
+        WHERE e.instance_id = i.id
+          AND e.enrolled_at >= coalesce($2::timestamptz, '-infinity')
+          AND e.enrolled_at < coalesce($3::timestamptz, 'infinity')) AS enrolled
+FROM campaign_instances i
+WHERE i.id = $1;
+
+-- name: performance_firsts
+-- Enrollments with at least one event of each type, from the exact rollup that
+-- also moves the instance counters (migration 0003): `unique` without a range.
+SELECT event_type, count(*) AS enrollments
+FROM enrollment_event_firsts
+WHERE instance_id = $1
+GROUP BY event_type;
+
+-- name: performance_funnel
+-- Events of one instance in [$2, $3) (NULL: unbounded), counted, and counted
+-- by distinct enrollment, overall, per channel and per channel and step: one
+-- sort feeds all three sets. grouping_id tells them apart (bit set = column
+-- not grouped; channel 2, step 1): 3 overall, 1 per channel, 0 per step.
+-- Reads only idx_campaign_events_instance_time, which INCLUDEs every column.
+SELECT grouping(e.channel, e.step_number) AS grouping_id,
+       e.channel, e.step_number, e.event_type,
+       count(*) AS total,
+       count(DISTINCT e.enrollment_id) AS enrollments
+FROM campaign_events e
+WHERE e.instance_id = $1
+  AND e.timestamp >= coalesce($2::timestamptz, '-infinity')
+  AND e.timestamp < coalesce($3::timestamptz, 'infinity')
+GROUP BY GROUPING SETS (
+    (e.event_type),
+    (e.channel, e.event_type),
+    (e.channel, e.step_number, e.event_type)
+);
+
+-- name: performance_totals
+-- The same events counted per provider and per UTC day (hash aggregates: no
+-- distinct count here, so no sort). A NULL provider marks a day row.
+SELECT e.provider, e.day, e.event_type, count(*) AS total
+FROM (
+    SELECT provider, event_type, (timestamp AT TIME ZONE 'UTC')::date AS day
+    FROM campaign_events
+    WHERE instance_id = $1
+      AND timestamp >= coalesce($2::timestamptz, '-infinity')
+      AND timestamp < coalesce($3::timestamptz, 'infinity')
+) e
+GROUP BY GROUPING SETS ((e.provider, e.event_type), (e.day, e.event_type));
+
+-- name: list_events
+-- A page of events; gateway/db/reads.py appends the filters and the keyset
+-- (`AND …` fragments), then `ORDER BY e.timestamp, e.id LIMIT n`.
+SELECT e.id, e.instance_id, e.enrollment_id, e.delivery_id, e.event_type, e.channel,
+       e.provider, e.provider_event_id, e.step_number, e.timestamp, e.metadata, e.created_at
+FROM campaign_events e
+WHERE true
+
+-- name: list_deliveries
+-- A page of raw deliveries in (received_at, id) order, never their body bytes.
+-- One ordered walk of idx_webhook_deliveries_status_received per wanted
+-- status ($1), each stopping after $7 rows, then merged: a page costs the
+-- same on the first page and the millionth, for one status or all of them.
+-- NULL bounds ($3, $4) and a NULL cursor ($5, $6) mean unbounded; written with
+-- coalesce() they stay index conditions in a generic plan.
+SELECT d.*
+FROM unnest($1::text[]) AS s (status)
+CROSS JOIN LATERAL (
+    SELECT w.id, w.provider, w.received_at, w.processed_at, w.status, w.cause,
+           w.events_written, w.duplicates, w.body_size, w.headers, w.query, w.fetched_from
+    FROM webhook_deliveries w
+    WHERE w.status = s.status
+      AND ($2::text IS NULL OR w.provider = $2)
+      AND w.received_at >= coalesce($3::timestamptz, '-infinity')
+      AND w.received_at < coalesce($4::timestamptz, 'infinity')
+      AND (w.received_at, w.id) > (coalesce($5::timestamptz, '-infinity'),
+                                   coalesce($6::uuid, '00000000-0000-0000-0000-000000000000'))
+    ORDER BY w.received_at, w.id
+    LIMIT $7
+) d
+ORDER BY d.received_at, d.id
+LIMIT $7;
