@@ -1,4 +1,4 @@
-"""The `gateway` command: serve, migrate, seed, db check/stats, urls.
+"""The `gateway` command: serve, migrate, seed, db check/stats, urls, replay, export, reprocess.
 
 Every command that needs the database uses `--database-url` (env
 DATABASE_URL) or, when none is given, starts the embedded PostgreSQL under
@@ -13,8 +13,12 @@ import asyncio
 import os
 import signal
 import sys
+import time
 from collections.abc import Callable, Sequence
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from types import FrameType
+from typing import BinaryIO
 from urllib.parse import quote
 
 import asyncpg
@@ -22,6 +26,7 @@ import asyncpg
 from gateway.db.embedded import start_embedded
 from gateway.db.migrate import apply_migrations
 from gateway.db.pool import init_connection
+from gateway.db.queries import DELIVERY_STATUSES, DeliveryFilter
 from gateway.logs import configure_logging
 from gateway.secrets import load_secrets
 from gateway.settings import PROVIDERS, Settings, SettingsError
@@ -88,7 +93,166 @@ def build_parser() -> argparse.ArgumentParser:
         help="the gateway's public base URL (env GATEWAY_BASE_URL; default http://127.0.0.1:8000)",
     )
     urls.set_defaults(run=cmd_urls)
+
+    replay = commands.add_parser(
+        "replay",
+        parents=[common],
+        help="replay captured deliveries through the full pipeline",
+        description="Replay captures (JSON Lines, one delivery a line) and *.json bodies"
+        " (files, or directories named after their provider) through the full pipeline:"
+        " straight into the database, or into a running gateway with --url. Exits 1 when"
+        " anything was rejected, failed or could not be read.",
+    )
+    replay.add_argument(
+        "paths", nargs="+", type=Path, metavar="PATH", help="capture files, *.json bodies, dirs"
+    )
+    replay.add_argument(
+        "--url",
+        help="base URL of a running gateway to post to, with each provider's configured secret"
+        " (env GATEWAY_SECRET_<PROVIDER>, else the one generated under --data-dir);"
+        " unset: straight into the database",
+    )
+    replay.add_argument(
+        "--provider",
+        choices=PROVIDERS,
+        help="provider of plain *.json bodies (default: their directory's name)",
+    )
+    replay.add_argument(
+        "--concurrency",
+        type=_positive,
+        default=8,
+        metavar="N",
+        help="deliveries in flight at once (default 8)",
+    )
+    replay.set_defaults(run=cmd_replay)
+
+    export = commands.add_parser(
+        "export",
+        parents=[common],
+        help="write stored deliveries out as a capture",
+        description="Write stored deliveries, oldest first, in the capture format that"
+        " `gateway replay` reads.",
+    )
+    _delivery_filters(export)
+    export.add_argument(
+        "--output",
+        "-o",
+        default="-",
+        metavar="FILE",
+        help="file to write (default -: standard output)",
+    )
+    export.set_defaults(run=cmd_export)
+
+    reprocess = commands.add_parser(
+        "reprocess",
+        parents=[common],
+        help="re-run normalization over stored raw deliveries",
+        description="Parse stored raw deliveries again and write what they now yield:"
+        " new events, unmatched events attached once their mapping exists, statuses"
+        " recomputed. Idempotent: nothing doubles, a second run changes nothing.",
+    )
+    _delivery_filters(reprocess)
+    reprocess.add_argument(
+        "--batch-size",
+        type=_positive,
+        default=200,
+        metavar="N",
+        help="deliveries read and checked per page (default 200)",
+    )
+    reprocess.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="report what would change, change nothing (a result missing from a pending"
+        " PhantomBuster delivery is still fetched, with PHANTOMBUSTER_API_KEY)",
+    )
+    reprocess.set_defaults(run=cmd_reprocess)
+
+    purge = commands.add_parser(
+        "purge",
+        parents=[common],
+        help="delete raw deliveries older than an age (events are kept)",
+        description="Retention: delete stored raw deliveries received before now minus"
+        " --older-than, in short batches that run safely beside ingestion. Events are"
+        " never touched. With --archive, each batch is written to a capture file and"
+        " flushed to disk before it is deleted.",
+    )
+    purge.add_argument(
+        "--older-than",
+        required=True,
+        type=_age,
+        metavar="AGE",
+        help="age such as 90d, 12h or 2w (a plain number is days)",
+    )
+    purge.add_argument(
+        "--batch-size",
+        type=_positive,
+        default=1000,
+        metavar="N",
+        help="deliveries deleted per transaction (default 1000)",
+    )
+    purge.add_argument(
+        "--archive", type=Path, metavar="FILE", help="append purged deliveries to this capture"
+    )
+    purge.add_argument("--dry-run", action="store_true", help="count, delete nothing")
+    purge.set_defaults(run=cmd_purge)
     return parser
+
+
+def _delivery_filters(parser: argparse.ArgumentParser) -> None:
+    """--provider, --status, --from, --to: which stored deliveries a command goes through."""
+    parser.add_argument(
+        "--provider",
+        action="append",
+        choices=PROVIDERS,
+        help="only this provider's deliveries (repeatable; default all)",
+    )
+    parser.add_argument(
+        "--status",
+        action="append",
+        choices=DELIVERY_STATUSES,
+        help="only deliveries with this status (repeatable; default all)",
+    )
+    parser.add_argument(
+        "--from",
+        dest="since",
+        type=_timestamp,
+        metavar="TIME",
+        help="received at or after TIME (ISO 8601; UTC unless it has an offset)",
+    )
+    parser.add_argument(
+        "--to",
+        dest="until",
+        type=_timestamp,
+        metavar="TIME",
+        help="received before TIME (ISO 8601; UTC unless it has an offset)",
+    )
+
+
+def _timestamp(text: str) -> datetime:
+    try:
+        value = datetime.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an ISO 8601 time: {text!r}") from None
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+def _age(text: str) -> timedelta:
+    from gateway.retention import parse_age
+
+    try:
+        return parse_age(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
+    return value
 
 
 def settings_from_args(args: argparse.Namespace) -> Settings:
@@ -230,6 +394,125 @@ def cmd_urls(args: argparse.Namespace, settings: Settings) -> int:
     for line in webhook_urls(args.base_url.rstrip("/"), secrets.by_provider):
         print(line)
     return 0
+
+
+def cmd_replay(args: argparse.Namespace, settings: Settings) -> int:
+    from gateway import capture
+    from gateway.progress import Progress
+    from gateway.replay import replay_direct, replay_http
+
+    secrets, generated = load_secrets(settings)
+    if args.url and generated:
+        print(
+            f"gateway replay: no secret configured for {', '.join(generated)}; one was generated"
+            f" just now, which {args.url} will refuse unless it shares --data-dir",
+            file=sys.stderr,
+        )
+    items = capture.read(args.paths, args.provider)
+    progress = Progress("replay", capture.count(args.paths))
+    started = time.monotonic()
+    if args.url:
+        how = f"to {args.url}"
+        tally = asyncio.run(
+            replay_http(items, args.url, secrets, concurrency=args.concurrency, progress=progress)
+        )
+    else:
+        how = "into the database"
+        url = database_url(settings)
+        tally = asyncio.run(
+            replay_direct(
+                items, settings, url, secrets, concurrency=args.concurrency, progress=progress
+            )
+        )
+    print(tally.render(how, time.monotonic() - started))
+    return tally.exit_code
+
+
+def cmd_export(args: argparse.Namespace, settings: Settings) -> int:
+    from gateway.export import export_deliveries
+
+    url = database_url(settings)
+
+    async def run(out: BinaryIO) -> int:
+        conn = await _connect(url)
+        try:
+            return await export_deliveries(conn, _filter(args), out)
+        finally:
+            await conn.close()
+
+    if args.output == "-":
+        count = asyncio.run(run(sys.stdout.buffer))
+        sys.stdout.buffer.flush()
+    else:
+        with open(args.output, "wb") as out:
+            count = asyncio.run(run(out))
+    print(f"exported {count} deliveries", file=sys.stderr)
+    return 0
+
+
+def cmd_reprocess(args: argparse.Namespace, settings: Settings) -> int:
+    from gateway.db.pool import close_pool, create_pool
+    from gateway.fetch import ResultFetcher
+    from gateway.progress import Progress
+    from gateway.reprocess import Report, Reprocessor
+
+    url = database_url(settings)
+    where = _filter(args)
+
+    async def run() -> Report:
+        pool = await create_pool(settings, url)
+        fetcher = ResultFetcher(settings)
+        try:
+            reprocessor = Reprocessor(
+                pool, settings, fetcher, batch_size=args.batch_size, dry_run=args.dry_run
+            )
+            progress = Progress("reprocess", await reprocessor.count(where))
+            return await reprocessor.run(where, progress)
+        finally:
+            await fetcher.aclose()
+            await close_pool(pool)
+
+    started = time.monotonic()
+    report = asyncio.run(run())
+    print(report.render(dry_run=args.dry_run, seconds=time.monotonic() - started))
+    return report.exit_code
+
+
+def cmd_purge(args: argparse.Namespace, settings: Settings) -> int:
+    from gateway.db.pool import close_pool, create_pool
+    from gateway.retention import count_purgeable, purge_deliveries
+
+    url = database_url(settings)
+    cutoff = datetime.now(UTC) - args.older_than
+
+    async def run(archive: BinaryIO | None) -> int:
+        pool = await create_pool(settings, url)
+        try:
+            if args.dry_run:
+                return await count_purgeable(pool, settings, cutoff)
+            return await purge_deliveries(
+                pool, settings, cutoff, batch_size=args.batch_size, archive=archive
+            )
+        finally:
+            await close_pool(pool)
+
+    if args.archive is not None and not args.dry_run:
+        with args.archive.open("ab") as archive:
+            count = asyncio.run(run(archive))
+    else:
+        count = asyncio.run(run(None))
+    verb = "would delete" if args.dry_run else "deleted"
+    print(f"{verb} {count} deliveries received before {cutoff.isoformat()}")
+    return 0
+
+
+def _filter(args: argparse.Namespace) -> DeliveryFilter:
+    return DeliveryFilter(
+        providers=tuple(args.provider or PROVIDERS),
+        statuses=tuple(args.status or DELIVERY_STATUSES),
+        since=args.since,
+        until=args.until,
+    )
 
 
 def webhook_urls(

@@ -364,6 +364,7 @@ async def write_batch_events(
         return [EventsWritten(0, len(events), False) for _, _, events in deliveries]
     lookups = [_lookup(e) for e in ordered]
     targets = await queries.resolve_targets(conn, lookups)
+    await queries.lock_instances(conn, list({t.instance_id for t in targets if t.instance_id}))
     # Events whose instance is known but whose contact is not enrolled yet.
     to_enroll: list[int] = []
     contacts: list[tuple[UUID, str | None, str | None]] = []

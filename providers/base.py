@@ -167,13 +167,13 @@ def normalize_linkedin_url(url: str) -> str | None:
     compare equal. The same rule is the SQL function `linkedin_key()` of the
     migrations; a test checks that both agree.
     """
-    key = url.strip().lower()
+    # Step for step the order of linkedin_key(): white space goes first.
+    key = re.sub(r"\s", "", url.lower())
     key = re.sub(r"^[a-z][a-z0-9+.-]*://", "", key)
     key = key.split("#", 1)[0].split("?", 1)[0]
     if key.startswith("www."):
         key = key[4:]
     key = key.rstrip("/")
-    key = re.sub(r"\s", "", key)
     return key or None
 
 

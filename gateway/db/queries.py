@@ -79,6 +79,11 @@ async def resolve_targets(conn: Connection, lookups: list[Lookup]) -> list[Targe
     return targets
 
 
+async def lock_instances(conn: Connection, instance_ids: list[UUID]) -> None:
+    """Lock the instances a batch will count into, in id order (see queries.sql)."""
+    await conn.execute(sql("lock_instances"), sorted(instance_ids))
+
+
 async def create_enrollments(
     conn: Connection, contacts: list[tuple[UUID, str | None, str | None]]
 ) -> None:
@@ -123,3 +128,90 @@ async def insert_deliveries(conn: Connection, rows: list[DeliveryRow]) -> None:
 async def insert_delivery(conn: Connection, row: DeliveryRow) -> None:
     """Store one raw delivery with its outcome."""
     await insert_deliveries(conn, [row])
+
+
+#: Every value of `webhook_deliveries.status` (its CHECK constraint).
+DELIVERY_STATUSES: tuple[str, ...] = (
+    "processed",
+    "duplicate",
+    "unmatched",
+    "ignored",
+    "rejected",
+    "pending",
+    "failed",
+)
+
+
+class DeliveryFilter(NamedTuple):
+    """Which stored deliveries export and reprocess go through."""
+
+    providers: tuple[str, ...]
+    statuses: tuple[str, ...] = DELIVERY_STATUSES
+    since: datetime | None = None
+    """Received at or after; None: from the first."""
+    until: datetime | None = None
+    """Received before; None: up to the last."""
+
+
+async def page_deliveries(
+    conn: Connection, where: DeliveryFilter, after: tuple[datetime, UUID] | None, limit: int
+) -> list[Record]:
+    """The next `limit` deliveries after the (received_at, id) cursor, oldest first."""
+    rows: list[Record] = await conn.fetch(
+        sql("page_deliveries"),
+        list(where.providers),
+        list(where.statuses),
+        where.since,
+        where.until,
+        *(after or (None, None)),
+        limit,
+    )
+    return rows
+
+
+async def count_deliveries(conn: Connection, where: DeliveryFilter) -> int:
+    """How many deliveries the filter selects."""
+    total: int = await conn.fetchval(
+        sql("count_deliveries"),
+        list(where.providers),
+        list(where.statuses),
+        where.since,
+        where.until,
+    )
+    return total
+
+
+async def stored_bodies(conn: Connection, provider: str, received_at: datetime) -> list[bytes]:
+    """Bodies stored for the provider at exactly that receive time."""
+    rows = await conn.fetch(sql("stored_bodies"), provider, received_at)
+    return [bytes(r["body"]) for r in rows]
+
+
+async def stored_events(conn: Connection, provider: str, keys: list[str]) -> dict[str, bool]:
+    """The keys among `keys` stored as events, each with whether it has an enrollment."""
+    rows = await conn.fetch(sql("stored_events"), provider, keys)
+    return {r["provider_event_id"]: r["attached"] for r in rows}
+
+
+async def delivery_events(conn: Connection, ids: list[UUID]) -> dict[UUID, tuple[int, int]]:
+    """Per delivery with events: (events it wrote itself, how many have no enrollment)."""
+    rows = await conn.fetch(sql("delivery_events"), ids)
+    return {r["delivery_id"]: (r["own"], r["unmatched"]) for r in rows}
+
+
+class DeliveryOutcome(NamedTuple):
+    """A delivery's outcome columns, in the parameter order of `update_delivery_outcome`."""
+
+    status: str
+    cause: str | None
+    events_written: int
+    duplicates: int
+    fetched_body: bytes | None
+    fetched_from: str | None
+
+
+async def update_delivery_outcome(
+    conn: Connection, delivery_id: UUID, outcome: DeliveryOutcome
+) -> None:
+    """Store a reprocessed delivery's new outcome."""
+    await conn.execute(sql("update_delivery_outcome"), delivery_id, *outcome)

@@ -7,8 +7,10 @@
 -- For each event: its campaign instance and, when the contact is known, its
 -- enrollment. Metadata.enrollment_id wins; then the instance named by
 -- Metadata.instance_id or by the provider's campaign key (active instances
--- first, newest first); then the contact by e-mail (case-insensitive) or by
--- LinkedIn URL (compared through linkedin_key()).
+-- first, newest first); then the contact by e-mail (case-insensitive), else by
+-- LinkedIn URL (compared through linkedin_key()). The two contact lookups are
+-- separate so that each is one probe of its unique index, however large the
+-- campaign.
 WITH ev AS (
     SELECT *
     FROM unnest($1::int[], $2::text[], $3::text[], $4::uuid[], $5::uuid[], $6::text[], $7::text[])
@@ -16,7 +18,7 @@ WITH ev AS (
 )
 SELECT ev.idx,
        coalesce(hinted.instance_id, inst.id) AS instance_id,
-       coalesce(hinted.id, contact.id) AS enrollment_id
+       coalesce(hinted.id, by_email.id, by_url.id) AS enrollment_id
 FROM ev
 LEFT JOIN campaign_enrollments hinted ON hinted.id = ev.enrollment_hint
 LEFT JOIN LATERAL (
@@ -43,14 +45,25 @@ LEFT JOIN LATERAL (
     SELECT e.id
     FROM campaign_enrollments e
     WHERE e.instance_id = inst.id
-      AND (
-        lower(e.contact_email) = lower(ev.email)
-        OR e.linkedin_key IN (
-            SELECT linkedin_key(u) FROM unnest(string_to_array(ev.urls, E'\n')) AS u)
-      )
-    ORDER BY lower(e.contact_email) = lower(ev.email) DESC NULLS LAST, e.created_at, e.id
+      AND e.contact_email IS NOT NULL
+      AND lower(e.contact_email) = lower(ev.email)
+) by_email ON true
+LEFT JOIN LATERAL (
+    SELECT e.id
+    FROM campaign_enrollments e
+    WHERE by_email.id IS NULL
+      AND e.instance_id = inst.id
+      AND e.linkedin_key IS NOT NULL
+      AND e.linkedin_key = ANY (ARRAY(
+          SELECT linkedin_key(u) FROM unnest(string_to_array(ev.urls, E'\n')) AS u))
+    ORDER BY e.created_at, e.id
     LIMIT 1
-) contact ON true;
+) by_url ON true;
+
+-- name: lock_instances
+-- The row locks the counter triggers will need, taken first and in id order:
+-- concurrent batches then queue on them instead of deadlocking.
+SELECT id FROM campaign_instances WHERE id = ANY($1::uuid[]) ORDER BY id FOR NO KEY UPDATE;
 
 -- name: create_enrollments
 -- Enroll contacts seen for a known instance; a contact enrolled meanwhile (by
@@ -91,3 +104,74 @@ FROM unnest($1::uuid[], $2::text[], $3::timestamptz[], $4::bytea[], $5::int[], $
 
 -- name: ping
 SELECT 1;
+
+-- name: page_deliveries
+-- Stored deliveries in (received_at, id) order after a keyset cursor, for
+-- export and reprocess. Every filter is always bound (all providers, all
+-- statuses, ±infinity for an open time range), so one plan serves every call
+-- and the cursor stays an index range on (received_at, id).
+SELECT id, provider, received_at, body, body_size, headers, query, status, cause,
+       events_written, duplicates, fetched_body, fetched_from
+FROM webhook_deliveries
+WHERE provider = ANY($1::text[])
+  AND status = ANY($2::text[])
+  AND received_at >= coalesce($3::timestamptz, '-infinity')
+  AND received_at < coalesce($4::timestamptz, 'infinity')
+  AND (received_at, id) > (coalesce($5::timestamptz, '-infinity'),
+                           coalesce($6::uuid, '00000000-0000-0000-0000-000000000000'))
+ORDER BY received_at, id
+LIMIT $7;
+
+-- name: count_deliveries
+-- How many deliveries `page_deliveries` will go through, for the progress line.
+SELECT count(*)
+FROM webhook_deliveries
+WHERE provider = ANY($1::text[])
+  AND status = ANY($2::text[])
+  AND received_at >= coalesce($3::timestamptz, '-infinity')
+  AND received_at < coalesce($4::timestamptz, 'infinity');
+
+-- name: stored_bodies
+-- The bodies stored for a provider at one receive time: how a direct replay
+-- recognizes a capture line that is stored already.
+SELECT body FROM webhook_deliveries WHERE provider = $1 AND received_at = $2;
+
+-- name: stored_events
+-- Which of these event keys are stored, and whether each has its enrollment:
+-- reprocess writes only when something is missing or unattached, and counts
+-- what it attaches.
+SELECT provider_event_id, enrollment_id IS NOT NULL AS attached
+FROM campaign_events
+WHERE provider = $1 AND provider_event_id = ANY($2::text[]);
+
+-- name: delivery_events
+-- Per delivery: the events it wrote itself, and how many of them still have
+-- no enrollment: what its status says.
+SELECT delivery_id, count(*) AS own, count(*) FILTER (WHERE enrollment_id IS NULL) AS unmatched
+FROM campaign_events
+WHERE delivery_id = ANY($1::uuid[])
+GROUP BY delivery_id;
+
+-- name: update_delivery_outcome
+-- A reprocessed delivery's new outcome; its raw body and headers never change.
+UPDATE webhook_deliveries
+SET status = $2, cause = $3, events_written = $4, duplicates = $5,
+    fetched_body = $6, fetched_from = $7, processed_at = now()
+WHERE id = $1;
+
+-- name: purge_deliveries
+-- One batch of raw deliveries received before the cutoff, oldest first.
+-- Events keep their delivery_id (there is no foreign key), so purging never
+-- touches them; SKIP LOCKED leaves rows another transaction holds for the
+-- next run instead of waiting on them.
+DELETE FROM webhook_deliveries
+WHERE id IN (
+    SELECT id FROM webhook_deliveries
+    WHERE received_at < $1
+    ORDER BY received_at, id
+    LIMIT $2
+    FOR UPDATE SKIP LOCKED)
+RETURNING id, provider, received_at, body, headers, query, fetched_body, fetched_from;
+
+-- name: count_purgeable
+SELECT count(*) FROM webhook_deliveries WHERE received_at < $1;

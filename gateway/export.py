@@ -1,0 +1,45 @@
+"""`gateway export`: stored deliveries written out as a capture (contract §6).
+
+Keyset-paged over (received_at, id) and written page by page, so a large
+table streams through in constant memory; a capture taken from production
+this way replays into a test database with `gateway replay`.
+"""
+
+from __future__ import annotations
+
+from typing import BinaryIO
+
+from gateway.capture import encode_line
+from gateway.db import queries
+from gateway.db.pool import Connection
+from gateway.fetch import Fetched
+
+
+async def export_deliveries(
+    conn: Connection, where: queries.DeliveryFilter, out: BinaryIO, *, page_size: int = 500
+) -> int:
+    """Write every delivery the filter selects, oldest first; returns how many."""
+    written = 0
+    after = None
+    while True:
+        rows = await queries.page_deliveries(conn, where, after, page_size)
+        for row in rows:
+            fetched = (
+                Fetched(body=bytes(row["fetched_body"]), source=row["fetched_from"] or "")
+                if row["fetched_body"] is not None
+                else None
+            )
+            out.write(
+                encode_line(
+                    provider=row["provider"],
+                    received_at=row["received_at"],
+                    headers=row["headers"],
+                    query=row["query"],
+                    body=bytes(row["body"]),
+                    fetched=fetched,
+                )
+            )
+        written += len(rows)
+        if len(rows) < page_size:
+            return written
+        after = (rows[-1]["received_at"], rows[-1]["id"])

@@ -1,0 +1,342 @@
+"""`gateway reprocess`: normalization re-run over stored raw deliveries.
+
+Providers change their payloads and mappings get fixed after the fact; the raw
+body of every delivery is kept so that its events can be derived again. Each
+delivery is parsed again (with its stored PhantomBuster result, or fetched now
+when a `pending` one has none) and its events written with the ingestion
+pipeline's own `write_events`, one transaction per delivery:
+
+- an event the improved parser now finds is inserted; one stored already is
+  not (`ON CONFLICT (provider, provider_event_id)`), so nothing doubles;
+- an unmatched event is attached by that same statement once its campaign
+  instance resolves, and the schema's triggers move the counters exactly;
+- the delivery row is updated only when its outcome differs, so a second run
+  changes nothing. Nothing is ever deleted.
+
+`--dry-run` does the same work inside transactions that are rolled back after
+each batch and reports what would change.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from datetime import datetime
+from typing import Final, NamedTuple
+from uuid import UUID
+
+import asyncpg
+import msgspec
+from asyncpg import Record
+
+from gateway.db import queries
+from gateway.db.pool import Connection, Pool, connection
+from gateway.errors import Unavailable
+from gateway.fetch import Fetched, FetchError, ResultFetcher
+from gateway.ingest import parse_delivery, write_events
+from gateway.progress import Progress
+from gateway.settings import Settings
+from providers.base import NormalizedEvent, ProviderError
+
+_RETRIES: Final = 3
+#: How often a result may point elsewhere (an API answer naming a result file).
+_FETCH_HOPS: Final = 2
+_RETRYABLE: Final = (
+    asyncpg.DeadlockDetectedError,
+    asyncpg.SerializationError,
+    asyncpg.ForeignKeyViolationError,  # an enrollment deleted under us: resolve again
+)
+_REFUSED: Final = (asyncpg.DataError, asyncpg.CheckViolationError)
+_UNMATCHED_CAUSE: Final = "no campaign instance matches"
+
+
+class Normalized(NamedTuple):
+    """What parsing a stored delivery again says, before anything is written."""
+
+    status: str | None
+    """rejected, pending or ignored; None when `events` decide it."""
+    cause: str | None
+    events: list[NormalizedEvent]
+    fetched: Fetched | None
+    """A result object fetched just now, to be stored with the delivery."""
+
+
+class Change(msgspec.Struct, frozen=True, kw_only=True):
+    """What reprocessing one delivery did (or, in a dry run, would do)."""
+
+    delivery_id: UUID
+    before: str
+    after: str
+    new_events: int = 0
+    attached: int = 0
+    updated: bool = False
+
+
+class Report:
+    """Totals of one reprocess run, printed at its end."""
+
+    def __init__(self) -> None:
+        self.examined = 0
+        self.updated = 0
+        self.new_events = 0
+        self.attached = 0
+        self.transitions: Counter[tuple[str, str]] = Counter()
+        self.error: str | None = None
+
+    def add(self, change: Change) -> None:
+        self.examined += 1
+        self.updated += change.updated
+        self.new_events += change.new_events
+        self.attached += change.attached
+        if change.before != change.after:
+            self.transitions[(change.before, change.after)] += 1
+
+    @property
+    def exit_code(self) -> int:
+        return 1 if self.error else 0
+
+    def render(self, *, dry_run: bool, seconds: float) -> str:
+        """The summary table; a dry run says what would have changed."""
+        head = (
+            f"dry run: {self.examined} deliveries examined in {seconds:.1f}s,"
+            " nothing changed; a real run would make:"
+            if dry_run
+            else f"reprocessed {self.examined} deliveries in {seconds:.1f}s"
+        )
+        lines = [
+            head,
+            f"  {'new events':<20} {self.new_events:>7}",
+            f"  {'attached events':<20} {self.attached:>7}",
+            f"  {'deliveries updated':<20} {self.updated:>7}",
+            f"  {'unchanged':<20} {self.examined - self.updated:>7}",
+            f"  {'status changes':<20} {sum(self.transitions.values()):>7}",
+        ]
+        lines += [
+            f"    {f'{before} -> {after}':<26} {n:>5}"
+            for (before, after), n in sorted(self.transitions.items())
+        ]
+        if self.error:
+            lines.append(f"stopped early: {self.error}")
+        return "\n".join(lines)
+
+
+class Reprocessor:
+    """Pages through stored deliveries and normalizes each again, idempotently."""
+
+    def __init__(
+        self,
+        pool: Pool,
+        settings: Settings,
+        fetcher: ResultFetcher,
+        *,
+        batch_size: int = 200,
+        dry_run: bool = False,
+    ) -> None:
+        self._pool = pool
+        self._settings = settings
+        self._fetcher = fetcher
+        self._batch_size = batch_size
+        self._dry_run = dry_run
+
+    async def count(self, where: queries.DeliveryFilter) -> int:
+        """How many deliveries a run over `where` goes through."""
+        async with connection(self._pool, self._settings) as conn:
+            return await queries.count_deliveries(conn, where)
+
+    async def run(self, where: queries.DeliveryFilter, progress: Progress) -> Report:
+        """Every delivery the filter selects, oldest first, in batches of `batch_size`.
+
+        A database that becomes unavailable stops the run; what was committed
+        stays, and running again picks up the rest (nothing doubles).
+        """
+        report = Report()
+        after: tuple[datetime, UUID] | None = None
+        try:
+            while True:
+                async with connection(self._pool, self._settings) as conn:
+                    rows = await queries.page_deliveries(conn, where, after, self._batch_size)
+                    await self._batch(conn, rows, report, progress)
+                if len(rows) < self._batch_size:
+                    break
+                after = (rows[-1]["received_at"], rows[-1]["id"])
+        except Unavailable as exc:
+            report.error = str(exc)
+        progress.close()
+        return report
+
+    async def _batch(
+        self, conn: Connection, rows: list[Record], report: Report, progress: Progress
+    ) -> None:
+        """Each delivery that would change in its own (sub)transaction; a dry run rolls back.
+
+        Whether a delivery would change is read for the whole batch first, so
+        that a run over deliveries already up to date costs a few queries per
+        batch rather than several per delivery.
+        """
+        dry = conn.transaction() if self._dry_run else None
+        if dry is not None:
+            await dry.start()
+        try:
+            work = [(row, await self._normalize(row)) for row in rows]
+            settled = await self._settled(conn, work)
+            for row, normalized in work:
+                if normalized is None or row["id"] in settled:
+                    change = Change(
+                        delivery_id=row["id"], before=row["status"], after=row["status"]
+                    )
+                else:
+                    change = await self._one(conn, row, normalized)
+                report.add(change)
+                progress.advance()
+        finally:
+            if dry is not None:
+                await dry.rollback()
+
+    async def _settled(
+        self, conn: Connection, work: list[tuple[Record, Normalized | None]]
+    ) -> set[UUID]:
+        """The deliveries whose events are all stored and attached and whose row is current."""
+        keys: dict[str, set[str]] = {}
+        for row, normalized in work:
+            if normalized is not None:
+                keys.setdefault(row["provider"], set()).update(_keys(normalized))
+        stored = {
+            provider: await queries.stored_events(conn, provider, sorted(wanted))
+            for provider, wanted in keys.items()
+            if wanted
+        }
+        with_events = [row["id"] for row, n in work if n is not None and n.status is None]
+        owned = await queries.delivery_events(conn, with_events) if with_events else {}
+        settled: set[UUID] = set()
+        for row, normalized in work:
+            if normalized is None:
+                continue
+            known = stored.get(row["provider"], {})
+            if not all(known.get(key) for key in _keys(normalized)):
+                continue  # something to insert or attach
+            if _outcome(row, normalized, 0, owned.get(row["id"], (0, 0))) == _current(row):
+                settled.add(row["id"])
+        return settled
+
+    async def _one(self, conn: Connection, row: Record, normalized: Normalized) -> Change:
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                async with conn.transaction():
+                    return await self._apply(conn, row, normalized)
+            except _RETRYABLE as exc:
+                if attempt >= _RETRIES:
+                    raise Unavailable("database contention; retry later") from exc
+            except _REFUSED as exc:
+                # A value the database refuses: the input's fault, as at ingestion.
+                normalized = Normalized(
+                    "rejected", f"database refused a value: {exc}", [], normalized.fetched
+                )
+
+    async def _normalize(self, row: Record) -> Normalized | None:
+        """Parse again; fetch a PhantomBuster result that is neither in the body nor stored.
+
+        None for an oversized body, of which only a prefix is kept: nothing to parse.
+        """
+        if row["body_size"] > len(row["body"]):
+            return None
+        provider, body, headers = row["provider"], bytes(row["body"]), row["headers"]
+        try:
+            parsed = parse_delivery(provider, body, headers, None)
+        except ProviderError as exc:
+            return Normalized("rejected", str(exc), [], None)
+        stored = row["fetched_body"]
+        fresh: Fetched | None = None
+        try:
+            if parsed.fetch is not None and stored is not None:
+                parsed = parse_delivery(provider, body, headers, bytes(stored))
+            for _hop in range(_FETCH_HOPS):
+                if parsed.fetch is None:
+                    break
+                fresh = await self._fetcher.fetch(parsed.fetch)
+                parsed = parse_delivery(provider, body, headers, fresh.body)
+        except FetchError as exc:
+            return Normalized("pending", str(exc), [], fresh)
+        except ProviderError as exc:
+            return Normalized("pending", f"fetched result unusable: {exc}", [], fresh)
+        if parsed.fetch is not None:
+            return Normalized("pending", "fetched result points elsewhere again", [], fresh)
+        if not parsed.events:
+            return Normalized("ignored", parsed.ignored, [], fresh)
+        return Normalized(None, None, parsed.events, fresh)
+
+    async def _apply(self, conn: Connection, row: Record, normalized: Normalized) -> Change:
+        """Write the events, recompute the outcome, update the row when it differs."""
+        delivery_id: UUID = row["id"]
+        written = attached = 0
+        owned = (0, 0)
+        if normalized.status is None:
+            provider, keys = row["provider"], sorted(_keys(normalized))
+            stored = await queries.stored_events(conn, provider, keys)
+            waiting = [key for key, enrolled in stored.items() if not enrolled]
+            # All stored and attached: writing could change nothing, so do not
+            # (it would only lock the rows, or enroll contacts for nothing).
+            if waiting or len(stored) < len(keys):
+                events = normalized.events
+                written = (await write_events(conn, delivery_id, row["received_at"], events))[0]
+            if waiting:
+                attached = sum((await queries.stored_events(conn, provider, waiting)).values())
+            owned = (await queries.delivery_events(conn, [delivery_id])).get(delivery_id, owned)
+        current, outcome = _current(row), _outcome(row, normalized, written, owned)
+        if outcome != current:
+            await queries.update_delivery_outcome(conn, delivery_id, outcome)
+        return Change(
+            delivery_id=delivery_id,
+            before=current.status,
+            after=outcome.status,
+            new_events=written,
+            attached=attached,
+            updated=outcome != current,
+        )
+
+
+def _keys(normalized: Normalized) -> set[str]:
+    return {event.provider_event_id for event in normalized.events}
+
+
+def _current(row: Record) -> queries.DeliveryOutcome:
+    """The outcome a delivery row holds now."""
+    fetched_body = row["fetched_body"]
+    return queries.DeliveryOutcome(
+        status=row["status"],
+        cause=row["cause"],
+        events_written=row["events_written"],
+        duplicates=row["duplicates"],
+        fetched_body=bytes(fetched_body) if fetched_body is not None else None,
+        fetched_from=row["fetched_from"],
+    )
+
+
+def _outcome(
+    row: Record, normalized: Normalized, written: int, owned: tuple[int, int]
+) -> queries.DeliveryOutcome:
+    """The outcome a delivery should hold, given what writing its events did.
+
+    `owned` is (events the delivery wrote itself, how many of them have no
+    enrollment): none is a duplicate, an unattached one keeps it unmatched,
+    as at ingestion.
+    """
+    current = _current(row)
+    fetched = normalized.fetched
+    if fetched is not None:
+        current = current._replace(fetched_body=fetched.body, fetched_from=fetched.source)
+    if normalized.status is not None:
+        return current._replace(status=normalized.status, cause=_cause(normalized.cause))
+    own, unmatched = owned
+    status = "duplicate" if own == 0 else "unmatched" if unmatched else "processed"
+    return current._replace(
+        status=status,
+        cause=_UNMATCHED_CAUSE if status == "unmatched" else None,
+        events_written=current.events_written + written,
+        duplicates=max(0, len(normalized.events) - own),
+    )
+
+
+def _cause(text: str | None) -> str | None:
+    """A cause fit for the text column, as ingestion stores it."""
+    return text.replace("\x00", "")[:2000] if text else None
