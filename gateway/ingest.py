@@ -26,7 +26,7 @@ import msgspec
 import structlog
 
 from gateway.db import queries
-from gateway.db.pool import Connection, Pool, transaction
+from gateway.db.pool import Connection, Pool, connection
 from gateway.errors import Unavailable
 from gateway.fetch import Fetched, FetchError, ResultFetcher
 from gateway.settings import Settings
@@ -278,31 +278,22 @@ class Ingestor:
             return None
 
     async def _commit(self, batch: Sequence[_Job]) -> list[Outcome]:
-        """One transaction for the whole batch, retried on transient conflicts."""
+        """The whole batch in one statement and one transaction, retried on conflicts."""
+        events = _event_args([(j.delivery.id, j.delivery.received_at, j.events) for j in batch])
+        deliveries = [_delivery_args(job) for job in batch]
         attempt = 0
         while True:
             attempt += 1
             try:
-                async with transaction(self._pool, self._settings) as conn:
-                    with_events = [j for j in batch if j.events]
-                    results = await write_batch_events(
-                        conn,
-                        [(j.delivery.id, j.delivery.received_at, j.events) for j in with_events],
-                    )
-                    written = dict(zip((id(j) for j in with_events), results, strict=True))
-                    outcomes = [_outcome(job, written.get(id(job))) for job in batch]
-                    await queries.insert_deliveries(
-                        conn,
-                        [
-                            _delivery_row(job, outcome)
-                            for job, outcome in zip(batch, outcomes, strict=True)
-                        ],
-                    )
-                return outcomes
+                async with connection(self._pool, self._settings) as conn:
+                    results = await queries.ingest_batch(conn, events, deliveries, store=True)
             except _RETRYABLE as exc:
                 log.info("ingest.retry", attempt=attempt, error=type(exc).__name__)
                 if attempt == _RETRIES:
                     raise Unavailable("database contention; retry later") from exc
+                continue
+            by_id = {r.delivery_id: r for r in results}
+            return [_outcome(job, by_id[job.delivery.id]) for job in batch]
 
 
 def _fail(job: _Job, exc: Exception) -> None:
@@ -310,116 +301,94 @@ def _fail(job: _Job, exc: Exception) -> None:
         job.future.set_exception(exc)
 
 
-def _outcome(job: _Job, result: EventsWritten | None) -> Outcome:
-    delivery_id = job.delivery.id
-    if result is None:
-        return Outcome(
-            delivery_id=delivery_id,
-            status=job.status or "ignored",
-            cause=job.cause,
-            field=job.field,
-        )
-    if result.written == 0:
-        status, cause = "duplicate", None
-    elif result.unmatched:
-        status, cause = "unmatched", "no campaign instance matches"
-    else:
-        status, cause = "processed", None
+def _outcome(job: _Job, result: queries.BatchOutcome) -> Outcome:
     return Outcome(
-        delivery_id=delivery_id,
-        status=status,
+        delivery_id=job.delivery.id,
+        status=result.status,
         events=result.written,
         duplicates=result.duplicates,
-        cause=cause,
+        cause=result.cause,
+        field=job.field,
     )
 
 
 async def write_events(
     conn: Connection, delivery_id: UUID, received_at: datetime, events: list[NormalizedEvent]
 ) -> EventsWritten:
-    """Attach and insert one delivery's events (reprocess uses this too)."""
-    return (await write_batch_events(conn, [(delivery_id, received_at, events)]))[0]
+    """Attach and insert one stored delivery's events (reprocess), without storing it again."""
+    delivery = queries.DeliveryArgs(
+        id=delivery_id,
+        provider=events[0].provider if events else "",
+        received_at=received_at,
+        body=b"",
+        body_size=0,
+        headers={},
+        query={},
+        status=None,
+        cause=None,
+        events=len(events),
+        fetched_body=None,
+        fetched_from=None,
+    )
+    [result] = await queries.ingest_batch(
+        conn, _event_args([(delivery_id, received_at, events)]), [delivery], store=False
+    )
+    return EventsWritten(result.written, result.duplicates, result.status == "unmatched")
 
 
-async def write_batch_events(
-    conn: Connection, deliveries: Sequence[tuple[UUID, datetime, list[NormalizedEvent]]]
-) -> list[EventsWritten]:
-    """Attach and insert the events of many deliveries with a handful of statements.
+def _event_args(
+    deliveries: Sequence[tuple[UUID, datetime, list[NormalizedEvent]]],
+) -> list[queries.EventArgs]:
+    """The batch's distinct events, each owned by the first delivery carrying it.
 
-    An event repeated within the batch belongs to its first delivery; the
-    others count it as a duplicate. Events are sorted by key so that
-    concurrent transactions take their unique-index locks in one order.
+    Sorted by key, so that concurrent batches take their unique-index locks
+    in one order.
     """
-    owner: dict[tuple[str, str], int] = {}
-    first: dict[tuple[str, str], NormalizedEvent] = {}
-    for index, (_, _, events) in enumerate(deliveries):
+    owned: dict[tuple[str, str], tuple[UUID, datetime, NormalizedEvent]] = {}
+    for delivery_id, received_at, events in deliveries:
         for event in events:
             key = (event.provider, event.provider_event_id)
-            if key not in owner:
-                owner[key] = index
-                first[key] = event
-    keys = sorted(first)
-    ordered = [first[k] for k in keys]
-    if not ordered:
-        return [EventsWritten(0, len(events), False) for _, _, events in deliveries]
-    lookups = [_lookup(e) for e in ordered]
-    targets = await queries.resolve_targets(conn, lookups)
-    await queries.lock_instances(conn, list({t.instance_id for t in targets if t.instance_id}))
-    # Events whose instance is known but whose contact is not enrolled yet.
-    to_enroll: list[int] = []
-    contacts: list[tuple[UUID, str | None, str | None]] = []
-    for i, (target, lookup) in enumerate(zip(targets, lookups, strict=True)):
-        instance_id = target.instance_id
-        if instance_id and target.enrollment_id is None and (lookup.email or lookup.urls):
-            to_enroll.append(i)
-            contacts.append((instance_id, lookup.email, _first_url(lookup.urls)))
-    if contacts:
-        await queries.create_enrollments(conn, contacts)
-        again = await queries.resolve_targets(conn, [lookups[i] for i in to_enroll])
-        for i, target in zip(to_enroll, again, strict=True):
-            targets[i] = target
-    rows = [
-        queries.EventRow(
-            enrollment_id=t.enrollment_id,
-            instance_id=t.instance_id,
-            delivery_id=deliveries[owner[k]][0],
-            event_type=e.event_type,
-            channel=e.channel,
-            provider=e.provider,
-            provider_event_id=e.provider_event_id,
-            step_number=e.step_number,
-            timestamp=e.occurred_at or deliveries[owner[k]][1],
-            metadata=e.metadata,
+            owned.setdefault(key, (delivery_id, received_at, event))
+    args = []
+    for key in sorted(owned):
+        delivery_id, received_at, event = owned[key]
+        urls = [u.replace("\n", "").replace("\r", "") for u in event.linkedin_urls]
+        args.append(
+            queries.EventArgs(
+                provider=event.provider,
+                provider_event_id=event.provider_event_id,
+                campaign_key=event.campaign_key,
+                instance_hint=_uuid(event.instance_hint),
+                enrollment_hint=_uuid(event.enrollment_hint),
+                email=(event.contact_email or "").strip() or None,
+                urls="\n".join(u for u in urls if u) or None,
+                delivery_id=delivery_id,
+                event_type=event.event_type,
+                channel=event.channel,
+                step_number=event.step_number,
+                timestamp=event.occurred_at or received_at,
+                metadata=event.metadata,
+            )
         )
-        for k, e, t in zip(keys, ordered, targets, strict=True)
-    ]
-    written = [0] * len(deliveries)
-    unmatched = [False] * len(deliveries)
-    for row in await queries.insert_events(conn, rows):
-        if row["inserted"]:
-            index = owner[(row["provider"], row["provider_event_id"])]
-            written[index] += 1
-            unmatched[index] |= row["enrollment_id"] is None
-    return [
-        EventsWritten(written[i], len(events) - written[i], unmatched[i])
-        for i, (_, _, events) in enumerate(deliveries)
-    ]
+    return args
 
 
-def _lookup(event: NormalizedEvent) -> queries.Lookup:
-    urls = [u.replace("\n", "").replace("\r", "") for u in event.linkedin_urls]
-    return queries.Lookup(
-        provider=event.provider,
-        campaign_key=event.campaign_key,
-        instance_hint=_uuid(event.instance_hint),
-        enrollment_hint=_uuid(event.enrollment_hint),
-        email=(event.contact_email or "").strip() or None,
-        urls="\n".join(u for u in urls if u) or None,
+def _delivery_args(job: _Job) -> queries.DeliveryArgs:
+    delivery = job.delivery
+    return queries.DeliveryArgs(
+        id=delivery.id,
+        provider=delivery.provider,
+        received_at=delivery.received_at,
+        body=delivery.body,
+        body_size=delivery.body_size if delivery.body_size >= 0 else len(delivery.body),
+        headers=delivery.headers,
+        query=delivery.query,
+        status=job.status,
+        cause=job.cause.replace("\x00", "")[:2000] if job.cause else None,
+        events=len(job.events),
+        fetched_body=job.fetched.body if job.fetched else None,
+        fetched_from=job.fetched.source if job.fetched else None,
     )
-
-
-def _first_url(urls: str | None) -> str | None:
-    return urls.split("\n", 1)[0] if urls else None
 
 
 def _uuid(value: str | None) -> UUID | None:
@@ -429,26 +398,6 @@ def _uuid(value: str | None) -> UUID | None:
         return UUID(value)
     except ValueError:
         return None
-
-
-def _delivery_row(job: _Job, outcome: Outcome) -> queries.DeliveryRow:
-    delivery = job.delivery
-    cause = outcome.cause
-    return queries.DeliveryRow(
-        id=delivery.id,
-        provider=delivery.provider,
-        received_at=delivery.received_at,
-        body=delivery.body,
-        body_size=delivery.body_size if delivery.body_size >= 0 else len(delivery.body),
-        headers=delivery.headers,
-        query=delivery.query,
-        status=outcome.status,
-        cause=cause.replace("\x00", "")[:2000] if cause else None,
-        events_written=outcome.events,
-        duplicates=outcome.duplicates,
-        fetched_body=job.fetched.body if job.fetched else None,
-        fetched_from=job.fetched.source if job.fetched else None,
-    )
 
 
 def elapsed_ms(started: float) -> float:

@@ -71,6 +71,15 @@ def _log_slow_query(record: Any) -> None:
         log.debug("db.slow_query", ms=round(elapsed_ms, 1), query=record.query[:200])
 
 
+async def _keep_session(conn: Connection) -> None:
+    """Skip asyncpg's RESET ALL / UNLISTEN / CLOSE ALL round trip on every release.
+
+    The gateway sets no session state, listens to nothing and keeps no cursor
+    or session advisory lock; asyncpg still rolls back a transaction left open
+    before calling this. One round trip less per group commit.
+    """
+
+
 async def create_pool(settings: Settings, database_url: str) -> Pool:
     """A pool with the original design's settings; connects lazily.
 
@@ -87,6 +96,7 @@ async def create_pool(settings: Settings, database_url: str) -> Pool:
         timeout=settings.connect_timeout_s,
         command_timeout=settings.command_timeout_s,
         init=init_connection,
+        reset=_keep_session,
     )
     if pool is None:  # only when created without awaiting, which we never do
         raise RuntimeError("asyncpg returned no pool")

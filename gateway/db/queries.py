@@ -32,76 +32,28 @@ def sql(name: str) -> str:
     return QUERIES[name]
 
 
-class Target(NamedTuple):
-    """Where one event belongs: its instance and enrollment, each possibly unknown."""
+class EventArgs(NamedTuple):
+    """One event of a batch, in the parameter order of `ingest_batch`."""
 
-    instance_id: UUID | None
-    enrollment_id: UUID | None
-
-
-class EventRow(NamedTuple):
-    """One event ready to insert, in the column order of `insert_events`."""
-
-    enrollment_id: UUID | None
-    instance_id: UUID | None
-    delivery_id: UUID
-    event_type: str
-    channel: str
     provider: str
     provider_event_id: str
-    step_number: int | None
-    timestamp: datetime
-    metadata: dict[str, Any]
-
-
-class Lookup(NamedTuple):
-    """What `resolve_targets` needs to know of one event."""
-
-    provider: str
     campaign_key: str | None
     instance_hint: UUID | None
     enrollment_hint: UUID | None
     email: str | None
     urls: str | None
-    """LinkedIn URLs joined by newlines."""
+    """The contact's LinkedIn URLs joined by newlines."""
+    delivery_id: UUID
+    """The delivery that owns the event (the first of the batch to carry it)."""
+    event_type: str
+    channel: str
+    step_number: int | None
+    timestamp: datetime
+    metadata: dict[str, Any]
 
 
-async def resolve_targets(conn: Connection, lookups: list[Lookup]) -> list[Target]:
-    """Instance and enrollment for each lookup, in order."""
-    rows = await conn.fetch(
-        sql("resolve_targets"),
-        list(range(len(lookups))),
-        *(list(column) for column in zip(*lookups, strict=True)),
-    )
-    targets = [Target(None, None)] * len(lookups)
-    for row in rows:
-        targets[row["idx"]] = Target(row["instance_id"], row["enrollment_id"])
-    return targets
-
-
-async def lock_instances(conn: Connection, instance_ids: list[UUID]) -> None:
-    """Lock the instances a batch will count into, in id order (see queries.sql)."""
-    await conn.execute(sql("lock_instances"), sorted(instance_ids))
-
-
-async def create_enrollments(
-    conn: Connection, contacts: list[tuple[UUID, str | None, str | None]]
-) -> None:
-    """Enroll (instance, email, LinkedIn URL) contacts not enrolled yet."""
-    instance_ids, emails, urls = (list(c) for c in zip(*contacts, strict=True))
-    await conn.execute(sql("create_enrollments"), instance_ids, emails, urls)
-
-
-async def insert_events(conn: Connection, rows: list[EventRow]) -> list[Record]:
-    """Insert or attach events; returns (provider, provider_event_id, enrollment_id, inserted)."""
-    result: list[Record] = await conn.fetch(
-        sql("insert_events"), *(list(column) for column in zip(*rows, strict=True))
-    )
-    return result
-
-
-class DeliveryRow(NamedTuple):
-    """One raw delivery and its outcome, in the column order of `insert_deliveries`."""
+class DeliveryArgs(NamedTuple):
+    """One raw delivery of a batch, in the parameter order of `ingest_batch`."""
 
     id: UUID
     provider: str
@@ -110,24 +62,35 @@ class DeliveryRow(NamedTuple):
     body_size: int
     headers: dict[str, str]
     query: dict[str, str]
-    status: str
+    status: str | None
+    """Given for a delivery without events; None: decided by what its events do."""
     cause: str | None
-    events_written: int
-    duplicates: int
+    events: int
+    """Events the delivery carries, repeats included: new + duplicates."""
     fetched_body: bytes | None
     fetched_from: str | None
 
 
-async def insert_deliveries(conn: Connection, rows: list[DeliveryRow]) -> None:
-    """Store raw deliveries with their outcomes in one statement."""
-    await conn.execute(
-        sql("insert_deliveries"), *(list(column) for column in zip(*rows, strict=True))
+class BatchOutcome(NamedTuple):
+    """What `ingest_batch` made of one delivery."""
+
+    delivery_id: UUID
+    status: str
+    written: int
+    duplicates: int
+    cause: str | None
+
+
+async def ingest_batch(
+    conn: Connection, events: list[EventArgs], deliveries: list[DeliveryArgs], *, store: bool
+) -> list[BatchOutcome]:
+    """Write events and deliveries in one statement (its own transaction outside one)."""
+    event_columns = [list(c) for c in zip(*events, strict=True)] or [[]] * len(EventArgs._fields)
+    delivery_columns = [list(c) for c in zip(*deliveries, strict=True)] or [[]] * len(
+        DeliveryArgs._fields
     )
-
-
-async def insert_delivery(conn: Connection, row: DeliveryRow) -> None:
-    """Store one raw delivery with its outcome."""
-    await insert_deliveries(conn, [row])
+    rows = await conn.fetch(sql("ingest_batch"), *event_columns, *delivery_columns, store)
+    return [BatchOutcome(*row) for row in rows]
 
 
 #: Every value of `webhook_deliveries.status` (its CHECK constraint).

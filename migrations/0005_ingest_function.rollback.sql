@@ -1,0 +1,2 @@
+DROP FUNCTION ingest_batch;
+DROP FUNCTION resolve_targets;
