@@ -9,10 +9,29 @@ from __future__ import annotations
 
 from typing import BinaryIO
 
+from asyncpg import Record
+
 from gateway.capture import encode_line
 from gateway.db import queries
 from gateway.db.pool import Connection
 from gateway.fetch import Fetched
+
+
+def stored_line(row: Record) -> bytes:
+    """A stored delivery row as one capture line (export and purge archives)."""
+    fetched = (
+        Fetched(body=bytes(row["fetched_body"]), source=row["fetched_from"] or "")
+        if row["fetched_body"] is not None
+        else None
+    )
+    return encode_line(
+        provider=row["provider"],
+        received_at=row["received_at"],
+        headers=row["headers"],
+        query=row["query"],
+        body=bytes(row["body"]),
+        fetched=fetched,
+    )
 
 
 async def export_deliveries(
@@ -24,21 +43,7 @@ async def export_deliveries(
     while True:
         rows = await queries.page_deliveries(conn, where, after, page_size)
         for row in rows:
-            fetched = (
-                Fetched(body=bytes(row["fetched_body"]), source=row["fetched_from"] or "")
-                if row["fetched_body"] is not None
-                else None
-            )
-            out.write(
-                encode_line(
-                    provider=row["provider"],
-                    received_at=row["received_at"],
-                    headers=row["headers"],
-                    query=row["query"],
-                    body=bytes(row["body"]),
-                    fetched=fetched,
-                )
-            )
+            out.write(stored_line(row))
         written += len(rows)
         if len(rows) < page_size:
             return written

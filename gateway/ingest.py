@@ -44,16 +44,18 @@ PARSERS: Final[Mapping[str, Callable[[bytes, Mapping[str, str]], Parsed]]] = {
 #: Outcomes a caller may see; `rejected` answers 400, the others 200.
 STATUSES: Final = ("processed", "duplicate", "unmatched", "ignored", "pending", "rejected")
 
-_RETRIES: Final = 3
-_FETCH_HOPS: Final = 2
+#: Attempts at one transaction before the caller gets 503.
+RETRIES: Final = 3
+#: How often a result may point elsewhere (an API answer naming a result file).
+FETCH_HOPS: Final = 2
 #: Errors that mean "try the same transaction again": nothing was committed.
-_RETRYABLE: Final = (
+RETRYABLE: Final = (
     asyncpg.DeadlockDetectedError,
     asyncpg.SerializationError,
     asyncpg.ForeignKeyViolationError,  # an enrollment deleted under us: resolve again
 )
 #: Errors caused by a value the database refuses: the input's fault.
-_REFUSED: Final = (asyncpg.DataError, asyncpg.CheckViolationError)
+REFUSED: Final = (asyncpg.DataError, asyncpg.CheckViolationError)
 
 
 class Delivery(msgspec.Struct, frozen=True, kw_only=True):
@@ -177,7 +179,7 @@ class Ingestor:
         fetched: Fetched | None = None
         # A result may point elsewhere once (an API answer holding a result
         # file's jsonUrl, as legacy scripts save it): follow at most one hop.
-        for _hop in range(_FETCH_HOPS):
+        for _hop in range(FETCH_HOPS):
             if parsed.fetch is None:
                 break
             try:
@@ -242,7 +244,7 @@ class Ingestor:
         except Unavailable as exc:
             for job in batch:
                 _fail(job, exc)
-        except _REFUSED as exc:
+        except REFUSED as exc:
             if len(batch) > 1:
                 for job in batch:
                     await self._write([job])
@@ -287,9 +289,9 @@ class Ingestor:
             try:
                 async with connection(self._pool, self._settings) as conn:
                     results = await queries.ingest_batch(conn, events, deliveries, store=True)
-            except _RETRYABLE as exc:
+            except RETRYABLE as exc:
                 log.info("ingest.retry", attempt=attempt, error=type(exc).__name__)
-                if attempt == _RETRIES:
+                if attempt == RETRIES:
                     raise Unavailable("database contention; retry later") from exc
                 continue
             by_id = {r.delivery_id: r for r in results}

@@ -20,11 +20,11 @@ each batch and reports what would change.
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import Final, NamedTuple
 from uuid import UUID
 
-import asyncpg
 import msgspec
 from asyncpg import Record
 
@@ -32,21 +32,24 @@ from gateway.db import queries
 from gateway.db.pool import Connection, Pool, connection
 from gateway.errors import Unavailable
 from gateway.fetch import Fetched, FetchError, ResultFetcher
-from gateway.ingest import parse_delivery, write_events
+from gateway.ingest import (
+    FETCH_HOPS,
+    REFUSED,
+    RETRIES,
+    RETRYABLE,
+    parse_delivery,
+    write_events,
+)
 from gateway.progress import Progress
 from gateway.settings import Settings
 from providers.base import NormalizedEvent, ProviderError
 
-_RETRIES: Final = 3
-#: How often a result may point elsewhere (an API answer naming a result file).
-_FETCH_HOPS: Final = 2
-_RETRYABLE: Final = (
-    asyncpg.DeadlockDetectedError,
-    asyncpg.SerializationError,
-    asyncpg.ForeignKeyViolationError,  # an enrollment deleted under us: resolve again
-)
-_REFUSED: Final = (asyncpg.DataError, asyncpg.CheckViolationError)
 _UNMATCHED_CAUSE: Final = "no campaign instance matches"
+
+Cursor = tuple[datetime, UUID]
+"""The (received_at, id) of the last delivery of the previous page."""
+Pager = Callable[[Connection, Cursor | None, int], Awaitable[list[Record]]]
+"""The next deliveries after a cursor, at most a limit, oldest first, with their bodies."""
 
 
 class Normalized(NamedTuple):
@@ -143,28 +146,44 @@ class Reprocessor:
             return await queries.count_deliveries(conn, where)
 
     async def run(self, where: queries.DeliveryFilter, progress: Progress) -> Report:
-        """Every delivery the filter selects, oldest first, in batches of `batch_size`.
+        """Every delivery the filter selects, oldest first, in batches of `batch_size`."""
 
-        A database that becomes unavailable stops the run; what was committed
-        stays, and running again picks up the rest (nothing doubles).
+        async def page(conn: Connection, after: Cursor | None, limit: int) -> list[Record]:
+            return await queries.page_deliveries(conn, where, after, limit)
+
+        return await self.run_pages(page, progress)
+
+    async def run_pages(
+        self, page: Pager, progress: Progress | None = None, *, max_deliveries: int | None = None
+    ) -> Report:
+        """Every delivery `page` yields (at most `max_deliveries`), in batches of `batch_size`.
+
+        `page` selects deliveries by any criterion (the management API picks
+        those holding one campaign's unmatched events). A database that
+        becomes unavailable stops the run; what was committed stays, and
+        running again picks up the rest (nothing doubles).
         """
         report = Report()
-        after: tuple[datetime, UUID] | None = None
+        after: Cursor | None = None
+        left = max_deliveries
         try:
-            while True:
+            while left is None or left > 0:
+                size = self._batch_size if left is None else min(self._batch_size, left)
                 async with connection(self._pool, self._settings) as conn:
-                    rows = await queries.page_deliveries(conn, where, after, self._batch_size)
+                    rows = await page(conn, after, size)
                     await self._batch(conn, rows, report, progress)
-                if len(rows) < self._batch_size:
+                if len(rows) < size:
                     break
+                left = None if left is None else left - len(rows)
                 after = (rows[-1]["received_at"], rows[-1]["id"])
         except Unavailable as exc:
             report.error = str(exc)
-        progress.close()
+        if progress is not None:
+            progress.close()
         return report
 
     async def _batch(
-        self, conn: Connection, rows: list[Record], report: Report, progress: Progress
+        self, conn: Connection, rows: list[Record], report: Report, progress: Progress | None
     ) -> None:
         """Each delivery that would change in its own (sub)transaction; a dry run rolls back.
 
@@ -186,7 +205,8 @@ class Reprocessor:
                 else:
                     change = await self._one(conn, row, normalized)
                 report.add(change)
-                progress.advance()
+                if progress is not None:
+                    progress.advance()
         finally:
             if dry is not None:
                 await dry.rollback()
@@ -224,10 +244,10 @@ class Reprocessor:
             try:
                 async with conn.transaction():
                     return await self._apply(conn, row, normalized)
-            except _RETRYABLE as exc:
-                if attempt >= _RETRIES:
+            except RETRYABLE as exc:
+                if attempt >= RETRIES:
                     raise Unavailable("database contention; retry later") from exc
-            except _REFUSED as exc:
+            except REFUSED as exc:
                 # A value the database refuses: the input's fault, as at ingestion.
                 normalized = Normalized(
                     "rejected", f"database refused a value: {exc}", [], normalized.fetched
@@ -250,7 +270,7 @@ class Reprocessor:
         try:
             if parsed.fetch is not None and stored is not None:
                 parsed = parse_delivery(provider, body, headers, bytes(stored))
-            for _hop in range(_FETCH_HOPS):
+            for _hop in range(FETCH_HOPS):
                 if parsed.fetch is None:
                     break
                 fresh = await self._fetcher.fetch(parsed.fetch)

@@ -14,10 +14,9 @@ import re
 from datetime import datetime, timedelta
 from typing import BinaryIO
 
-from gateway.capture import encode_line
 from gateway.db import queries
 from gateway.db.pool import Pool, connection, transaction
-from gateway.fetch import Fetched
+from gateway.export import stored_line
 from gateway.settings import Settings
 
 _AGE = re.compile(r"(?P<n>\d+)\s*(?P<unit>[smhdw]?)")
@@ -54,20 +53,7 @@ async def purge_deliveries(
             rows = await conn.fetch(queries.sql("purge_deliveries"), cutoff, batch_size)
             if archive is not None and rows:
                 for row in rows:
-                    archive.write(
-                        encode_line(
-                            provider=row["provider"],
-                            received_at=row["received_at"],
-                            headers=row["headers"],
-                            query=row["query"],
-                            body=bytes(row["body"]),
-                            fetched=Fetched(
-                                body=bytes(row["fetched_body"]), source=row["fetched_from"] or ""
-                            )
-                            if row["fetched_body"] is not None
-                            else None,
-                        )
-                    )
+                    archive.write(stored_line(row))
                 _sync(archive)
         deleted += len(rows)
         if len(rows) < batch_size:

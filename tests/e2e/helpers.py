@@ -12,6 +12,7 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 
+import asyncpg
 import httpx
 
 
@@ -95,3 +96,20 @@ def wait_healthy(base: str, proc: subprocess.Popen[str], timeout_s: float, log: 
             pass
         time.sleep(0.2)
     raise AssertionError(f"gateway not ready after {timeout_s}s:\n{log.read_text()}")
+
+
+async def map_lemlist_campaign(url: str, campaign_id: str) -> None:
+    """An active instance mapped to a lemlist campaign, written straight to the database."""
+    conn = await asyncpg.connect(url)
+    try:
+        template = await conn.fetchval(
+            "INSERT INTO campaign_templates (name, type) VALUES ('t', 'email') RETURNING id"
+        )
+        await conn.execute(
+            "INSERT INTO campaign_instances (template_id, name, status, provider_config)"
+            " VALUES ($1, 'i', 'active', jsonb_build_object('lemlist_campaign_id', $2::text))",
+            template,
+            campaign_id,
+        )
+    finally:
+        await conn.close()

@@ -23,7 +23,7 @@ import pytest
 
 from gateway.db.migrate import apply_migrations
 from tests.conftest import fixture_body
-from tests.e2e.helpers import free_port, gateway_env, serving, wait_healthy
+from tests.e2e.helpers import free_port, gateway_env, map_lemlist_campaign, serving, wait_healthy
 
 pytestmark = pytest.mark.slow
 
@@ -67,22 +67,6 @@ async def post_all(
     return results
 
 
-async def map_campaign(url: str) -> None:
-    conn = await asyncpg.connect(url)
-    try:
-        template = await conn.fetchval(
-            "INSERT INTO campaign_templates (name, type) VALUES ('t', 'email') RETURNING id"
-        )
-        await conn.execute(
-            "INSERT INTO campaign_instances (template_id, name, status, provider_config)"
-            " VALUES ($1, 'i', 'active', jsonb_build_object('lemlist_campaign_id', $2::text))",
-            template,
-            CAMPAIGN,
-        )
-    finally:
-        await conn.close()
-
-
 async def assert_consistent(url: str, acked: dict[str, str], expected_ids: set[str]) -> None:
     """Every acknowledged delivery kept; one row per event; counters equal the events."""
     conn = await asyncpg.connect(url)
@@ -119,7 +103,7 @@ def test_sigkill_mid_load_loses_and_doubles_nothing(
 ) -> None:
     url = create_database()
     apply_migrations(url)
-    asyncio.run(map_campaign(url))
+    asyncio.run(map_lemlist_campaign(url, CAMPAIGN))
     env = gateway_env(
         DATABASE_URL=url, GATEWAY_DATA_DIR=str(tmp_path), GATEWAY_SECRET_LEMLIST=SECRET
     )

@@ -14,7 +14,7 @@ import pytest
 
 from gateway.db.migrate import apply_migrations
 from tests.conftest import fixture_body
-from tests.e2e.helpers import gateway_env, serving
+from tests.e2e.helpers import gateway_env, map_lemlist_campaign, serving
 
 pytestmark = pytest.mark.slow
 
@@ -51,7 +51,7 @@ def test_two_processes_concurrent_redeliveries(
         json.dumps(template | {"_id": f"act_{n}", "leadEmail": f"lead{n % 7}@example.com"}).encode()
         for n in range(40)
     ]
-    asyncio.run(_map_campaign(url, template["campaignId"]))
+    asyncio.run(map_lemlist_campaign(url, template["campaignId"]))
     with serving(env, tmp_path) as (first, _), serving(env, tmp_path) as (second, _):
         responses = asyncio.run(_fire([first, second], bodies, copies=6))
     assert {r.status_code for r in responses} == {200}
@@ -63,19 +63,3 @@ def test_two_processes_concurrent_redeliveries(
     assert asyncio.run(_count(url, "SELECT count(*) FROM campaign_enrollments")) == 7
     assert asyncio.run(_count(url, "SELECT total_enrolled FROM campaign_instances")) == 7
     assert asyncio.run(_count(url, "SELECT total_opened FROM campaign_instances")) == 7
-
-
-async def _map_campaign(url: str, campaign_id: str) -> None:
-    conn = await asyncpg.connect(url)
-    try:
-        template = await conn.fetchval(
-            "INSERT INTO campaign_templates (name, type) VALUES ('t', 'email') RETURNING id"
-        )
-        await conn.execute(
-            "INSERT INTO campaign_instances (template_id, name, status, provider_config)"
-            " VALUES ($1, 'i', 'active', jsonb_build_object('lemlist_campaign_id', $2::text))",
-            template,
-            campaign_id,
-        )
-    finally:
-        await conn.close()
