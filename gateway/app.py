@@ -5,7 +5,8 @@ Errors become problem JSON (RFC 9457) here and nowhere else.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+import re
+from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from http import HTTPStatus
@@ -16,18 +17,20 @@ import structlog
 from litestar import Litestar, Request, Response, get
 from litestar.exceptions import HTTPException
 from litestar.openapi import OpenAPIConfig
+from litestar.openapi.spec import Components
 from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR
 
 from gateway import __version__
 from gateway.api import api_router
+from gateway.api.auth import SECURITY_SCHEMES
 from gateway.api.schemas import PROBLEM_JSON, Problem
 from gateway.db.pool import close_pool, connection, create_pool
-from gateway.errors import GatewayError, Unauthorized, Unavailable
+from gateway.errors import GatewayError, Unavailable
 from gateway.fetch import ResultFetcher
 from gateway.ingest import Ingestor
 from gateway.logs import configure_logging
 from gateway.metrics import Metrics, metrics_handler
-from gateway.secrets import WebhookSecrets, load_secrets
+from gateway.secrets import ApiKeys, WebhookSecrets, load_api_keys, load_secrets
 from gateway.settings import Settings
 from gateway.webhooks import EdgeServices, webhook_handler
 
@@ -40,13 +43,14 @@ class Health(msgspec.Struct, frozen=True):
     status: str
 
 
-def problem_response(status: int, title: str, detail: str, **extra: Any) -> Response[Problem]:
+def problem_response(
+    status: int,
+    title: str,
+    detail: str,
+    headers: Mapping[str, str] | None = None,
+    **extra: Any,
+) -> Response[Problem]:
     """The one place an error becomes an HTTP answer."""
-    headers: dict[str, str] = {}
-    if status == Unauthorized.status:
-        headers["WWW-Authenticate"] = 'Basic realm="webhooks", charset="UTF-8"'
-    if status == Unavailable.status:
-        headers["Retry-After"] = str(Unavailable.retry_after_s)
     body = Problem(
         title=title,
         status=status,
@@ -54,7 +58,7 @@ def problem_response(status: int, title: str, detail: str, **extra: Any) -> Resp
         field=_str_or_none(extra.get("field")),
         delivery_id=_str_or_none(extra.get("delivery_id")),
     )
-    return Response(body, status_code=status, media_type=PROBLEM_JSON, headers=headers)
+    return Response(body, status_code=status, media_type=PROBLEM_JSON, headers=dict(headers or {}))
 
 
 def _str_or_none(value: object) -> str | None:
@@ -62,7 +66,7 @@ def _str_or_none(value: object) -> str | None:
 
 
 def _gateway_error(_: Request[Any, Any, Any], exc: GatewayError) -> Response[Problem]:
-    return problem_response(exc.status, exc.title, exc.detail, **exc.extra)
+    return problem_response(exc.status, exc.title, exc.detail, exc.headers, **exc.extra)
 
 
 def _http_error(_: Request[Any, Any, Any], exc: HTTPException) -> Response[Problem]:
@@ -71,9 +75,26 @@ def _http_error(_: Request[Any, Any, Any], exc: HTTPException) -> Response[Probl
     if isinstance(exc.extra, list) and exc.extra:  # validation errors name the parameter
         first = exc.extra[0]
         if isinstance(first, dict):
-            extra = {"field": first.get("key")}
-            detail = f"{detail}: {first.get('message', '')}".rstrip(": ")
-    return problem_response(exc.status_code, _title(exc.status_code), detail, **extra)
+            message = str(first.get("message", ""))
+            extra = {"field": _field(first.get("key"), message)}
+            detail = f"{detail}: {message}".rstrip(": ")
+    return problem_response(exc.status_code, _title(exc.status_code), detail, exc.headers, **extra)
+
+
+_NAMED_FIELD = re.compile(r"(?:missing required|contains unknown) field `([^`]+)`")
+
+
+def _field(key: object, message: str) -> str | None:
+    """The parameter or body field at fault, as a dotted path (`contacts[2].email`).
+
+    Litestar names a body `data` and reports a missing or unknown field at its
+    parent object; the message names the field itself.
+    """
+    parent = None if key in (None, "data") else str(key)
+    named = _NAMED_FIELD.search(message)
+    if named is None:
+        return parent
+    return f"{parent}.{named[1]}" if parent else named[1]
 
 
 def _unexpected_error(request: Request[Any, Any, Any], exc: Exception) -> Response[Problem]:
@@ -94,6 +115,7 @@ def create_app(
     settings: Settings,
     *,
     secrets: WebhookSecrets | None = None,
+    api_keys: ApiKeys | None = None,
     clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     configure_logs: bool = True,
 ) -> Litestar:
@@ -105,6 +127,8 @@ def create_app(
         configure_logging(settings.log_format)
     if secrets is None:
         secrets, _ = load_secrets(settings)
+    if api_keys is None:
+        api_keys, _ = load_api_keys(settings)
     metrics = Metrics(settings)
     edge = EdgeServices(settings, secrets, clock, metrics)
 
@@ -116,6 +140,7 @@ def create_app(
         await ingestor.start()
         edge.ingestor = ingestor
         app.state.pool = pool
+        app.state.fetcher = fetcher
         metrics.pool = pool
         try:
             yield
@@ -149,7 +174,7 @@ def create_app(
             healthz,
             readyz,
             metrics_handler(metrics, settings),
-            api_router(settings),
+            api_router(settings, api_keys),
         ],
         middleware=[metrics.middleware],
         lifespan=[lifespan],
@@ -158,7 +183,11 @@ def create_app(
             HTTPException: _http_error,
             Exception: _unexpected_error,
         },
-        openapi_config=OpenAPIConfig(title="Outreach webhook gateway", version=__version__),
+        openapi_config=OpenAPIConfig(
+            title="Outreach webhook gateway",
+            version=__version__,
+            components=Components(security_schemes=SECURITY_SCHEMES),
+        ),
         logging_config=None,
         debug=False,
     )

@@ -1,4 +1,4 @@
-"""The `gateway` command: serve, migrate, seed, db check/stats, urls, replay, export, reprocess.
+"""The `gateway` command: serve, migrate, seed, db, urls, api-key, replay, export, reprocess, purge.
 
 Every command that needs the database uses `--database-url` (env
 DATABASE_URL) or, when none is given, starts the embedded PostgreSQL under
@@ -28,7 +28,7 @@ from gateway.db.migrate import apply_migrations
 from gateway.db.pool import init_connection
 from gateway.db.queries import DELIVERY_STATUSES, DeliveryFilter
 from gateway.logs import configure_logging
-from gateway.secrets import load_secrets
+from gateway.secrets import load_api_keys, load_secrets
 from gateway.settings import PROVIDERS, Settings, SettingsError
 
 STATS_TABLES = (
@@ -93,6 +93,16 @@ def build_parser() -> argparse.ArgumentParser:
         help="the gateway's public base URL (env GATEWAY_BASE_URL; default http://127.0.0.1:8000)",
     )
     urls.set_defaults(run=cmd_urls)
+
+    api_key = commands.add_parser(
+        "api-key",
+        parents=[common],
+        help="print the management API's key",
+        description="Print the key that writes to /api need (Authorization: Bearer KEY or"
+        " X-API-Key: KEY): the first of GATEWAY_API_KEY, else the one generated under"
+        " --data-dir (generated now when there is none yet).",
+    )
+    api_key.set_defaults(run=cmd_api_key)
 
     replay = commands.add_parser(
         "replay",
@@ -278,13 +288,17 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
 
     url = database_url(settings)
     secrets, generated = load_secrets(settings)
+    api_keys, api_key_generated = load_api_keys(settings)
     base = f"http://{args.host}:{args.port}"
     print(f"Gateway listening on {base}  (health: {base}/healthz, API docs: {base}/schema)")
     if generated:
         print("Generated webhook secrets (kept owner-only under the data dir):")
         for line in webhook_urls(base, secrets.by_provider, only=generated):
             print(f"  {line}")
-    print("Webhook URLs with their secrets: gateway urls")
+    if api_key_generated:
+        print("Generated API key for writes to /api (kept owner-only under the data dir):")
+        print(f"  {api_keys.values[0]}")
+    print("Webhook URLs with their secrets: gateway urls; the API key: gateway api-key")
     sys.stdout.flush()
     # Workers build their app from the environment: hand them what we resolved.
     os.environ["DATABASE_URL"] = url
@@ -393,6 +407,12 @@ def cmd_urls(args: argparse.Namespace, settings: Settings) -> int:
     secrets, _ = load_secrets(settings)
     for line in webhook_urls(args.base_url.rstrip("/"), secrets.by_provider):
         print(line)
+    return 0
+
+
+def cmd_api_key(args: argparse.Namespace, settings: Settings) -> int:
+    api_keys, _ = load_api_keys(settings)
+    print(api_keys.values[0])
     return 0
 
 

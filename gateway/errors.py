@@ -3,15 +3,18 @@
     GatewayError
     ├── UnknownProvider          404  no such webhook provider
     ├── NotFound                 404  no such resource
-    ├── Unauthorized             401  missing or wrong webhook secret
+    ├── Unauthorized             401  missing or wrong webhook secret (challenge: Basic)
+    │   └── ApiKeyRequired       401  missing or wrong API key (challenge: Bearer)
     ├── BadRequest               400  bad query parameter or request body
     │   └── InvalidPayload       400  webhook body not JSON or not the provider's shape
+    ├── Conflict                 409  the change contradicts the resource's state
     ├── RequestTimeout           408  body arrived too slowly
     ├── PayloadTooLarge          413  body over GATEWAY_MAX_BODY_BYTES
     └── Unavailable              503  database unreachable or overloaded (retry later)
 
-Each class docstring is its default message. Database driver errors become
-`Unavailable` once, at the database boundary (`gateway.db.pool`).
+Each class docstring is its default message; `headers` are the HTTP headers
+its answer must carry. Database driver errors become `Unavailable` once, at
+the database boundary (`gateway.db.pool`).
 """
 
 from __future__ import annotations
@@ -29,6 +32,11 @@ class GatewayError(Exception):
         self.detail = detail or (self.__doc__ or self.title).strip().splitlines()[0]
         self.extra = extra
         super().__init__(self.detail)
+
+    @property
+    def headers(self) -> dict[str, str]:
+        """Headers the answer must carry (a challenge, a retry delay)."""
+        return {}
 
 
 class UnknownProvider(GatewayError):
@@ -50,6 +58,17 @@ class Unauthorized(GatewayError):
 
     status = 401
     title = "Unauthorized"
+    challenge: ClassVar[str] = 'Basic realm="webhooks", charset="UTF-8"'
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"WWW-Authenticate": self.challenge}
+
+
+class ApiKeyRequired(Unauthorized):
+    """A valid API key is required, as `Authorization: Bearer …` or `X-API-Key: …`."""
+
+    challenge = 'Bearer realm="api"'
 
 
 class BadRequest(GatewayError):
@@ -63,6 +82,13 @@ class InvalidPayload(BadRequest):
     """The webhook body is not JSON, or not the provider's shape."""
 
     title = "Invalid payload"
+
+
+class Conflict(GatewayError):
+    """The change contradicts the resource's current state."""
+
+    status = 409
+    title = "Conflict"
 
 
 class RequestTimeout(GatewayError):
@@ -85,3 +111,7 @@ class Unavailable(GatewayError):
     status = 503
     title = "Service unavailable"
     retry_after_s: ClassVar[int] = 5
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"Retry-After": str(self.retry_after_s)}

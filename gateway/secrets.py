@@ -1,8 +1,10 @@
-"""Webhook secrets: configured, or generated once and kept owner-only.
+"""Webhook secrets and API keys: configured, or generated once and kept owner-only.
 
 None of the three providers signs its payloads, so each provider has a shared
-secret that arrives in the URL: `?token=` or the HTTP Basic password. Several
-comma-separated secrets are all accepted, for rotation.
+secret that arrives in the URL: `?token=` or the HTTP Basic password. The
+management API takes a key in a header instead (`Authorization: Bearer` or
+`X-API-Key`), never in the URL, where proxies and access logs would keep it.
+Several comma-separated values are all accepted, for rotation.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from pathlib import Path
 from gateway.settings import PROVIDERS, Settings
 
 SECRETS_FILE = "webhook-secrets.json"
+API_KEY_FILE = "api-key.json"
 
 
 class WebhookSecrets:
@@ -36,43 +39,86 @@ class WebhookSecrets:
         Every pair is compared, whatever matches first, so the time taken
         tells nothing about which secret or how much of it matched.
         """
-        accepted = self._by_provider.get(provider, ())
-        matched = False
-        for candidate in candidates:
-            raw = candidate.encode("utf-8", "surrogateescape")
-            for secret in accepted:
-                matched |= hmac.compare_digest(raw, secret)
-        return matched
+        return _matches(candidates, self._by_provider.get(provider, ()))
 
     def all_values(self) -> list[str]:
         """Every secret, so that redaction can look for them anywhere."""
         return [s for values in self.by_provider.values() for s in values]
 
 
+class ApiKeys:
+    """The keys the management API accepts, compared in constant time."""
+
+    def __init__(self, keys: tuple[str, ...]) -> None:
+        self._keys = tuple(k.encode() for k in keys)
+        self.values = keys
+
+    def verify(self, candidates: list[str]) -> bool:
+        """True when any candidate equals any accepted key (every pair compared)."""
+        return _matches(candidates, self._keys)
+
+
+def _matches(candidates: list[str], accepted: tuple[bytes, ...]) -> bool:
+    """Whether any candidate equals any accepted value.
+
+    Every pair is compared, whatever matches first, so the time taken tells
+    nothing about which value or how much of it matched.
+    """
+    matched = False
+    for candidate in candidates:
+        raw = candidate.encode("utf-8", "surrogateescape")
+        for value in accepted:
+            matched |= hmac.compare_digest(raw, value)
+    return matched
+
+
 def load_secrets(settings: Settings) -> tuple[WebhookSecrets, list[str]]:
     """Configured secrets, plus generated ones for unconfigured providers.
 
     Returns the secrets and the providers whose secret was generated just now
-    (so that `serve` prints those URLs once). The file is owner-only and
-    written under a lock, so concurrent workers all end up with one secret.
+    (so that `serve` prints those URLs once).
     """
     missing = [p for p in PROVIDERS if p not in settings.secrets]
-    generated: list[str] = []
-    stored: dict[str, str] = {}
-    if missing:
-        settings.data_dir.mkdir(parents=True, exist_ok=True)
-        path = settings.data_dir / SECRETS_FILE
-        with _locked(settings.data_dir / f".{SECRETS_FILE}.lock"):
-            stored = _read(path)
-            generated = [p for p in missing if p not in stored]
-            if generated:
-                for provider in generated:
-                    stored[provider] = secrets.token_urlsafe(24)
-                _write_owner_only(path, stored)
+    stored, generated = _stored_or_generated(settings.data_dir, SECRETS_FILE, missing, 24)
     merged = dict(settings.secrets)
     for provider in missing:
         merged[provider] = (stored[provider],)
     return WebhookSecrets(merged), generated
+
+
+def load_api_keys(settings: Settings) -> tuple[ApiKeys, bool]:
+    """The configured API keys, or the one generated under the data dir.
+
+    Returns the keys and whether the key was generated just now (so that
+    `serve` prints it once).
+    """
+    if settings.api_keys:
+        return ApiKeys(settings.api_keys), False
+    stored, generated = _stored_or_generated(settings.data_dir, API_KEY_FILE, ["api_key"], 32)
+    return ApiKeys((stored["api_key"],)), bool(generated)
+
+
+def _stored_or_generated(
+    data_dir: Path, filename: str, names: list[str], nbytes: int
+) -> tuple[dict[str, str], list[str]]:
+    """The values of `names` kept in `data_dir/filename`, generating the missing ones.
+
+    Returns every stored value and the names generated just now. The file is
+    owner-only and written under a lock, so concurrent workers all end up with
+    one value per name.
+    """
+    if not names:
+        return {}, []
+    data_dir.mkdir(parents=True, exist_ok=True)
+    path = data_dir / filename
+    with _locked(data_dir / f".{filename}.lock"):
+        stored = _read(path)
+        generated = [name for name in names if name not in stored]
+        if generated:
+            for name in generated:
+                stored[name] = secrets.token_urlsafe(nbytes)
+            _write_owner_only(path, stored)
+    return stored, generated
 
 
 @contextlib.contextmanager
@@ -91,7 +137,7 @@ def _read(path: Path) -> dict[str, str]:
     except FileNotFoundError:
         return {}
     except (OSError, ValueError) as exc:
-        raise RuntimeError(f"cannot read webhook secrets from {path}: {exc}") from exc
+        raise RuntimeError(f"cannot read generated secrets from {path}: {exc}") from exc
     if not isinstance(data, dict):
         raise RuntimeError(f"{path} does not hold a JSON object")
     return {k: v for k, v in data.items() if isinstance(k, str) and isinstance(v, str) and v}
@@ -120,4 +166,16 @@ def credentials_from_request(query: Mapping[str, str], authorization: str | None
                 _, sep, password = decoded.partition(":")
                 if sep and password:
                     offered.append(password)
+    return offered
+
+
+def api_key_from_request(headers: Mapping[str, str]) -> list[str]:
+    """The API keys a request offers: `Authorization: Bearer …` and `X-API-Key`."""
+    offered: list[str] = []
+    scheme, _, value = headers.get("authorization", "").partition(" ")
+    if scheme.lower() == "bearer" and value.strip():
+        offered.append(value.strip())
+    header = headers.get("x-api-key", "").strip()
+    if header:
+        offered.append(header)
     return offered

@@ -34,6 +34,10 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     """Where the embedded PostgreSQL and generated secrets live."""
     secrets: dict[str, tuple[str, ...]] = msgspec.field(default_factory=dict)
     """Configured webhook secrets per provider; a provider missing here gets a generated one."""
+    api_keys: tuple[str, ...] = ()
+    """Keys accepted by the management API (several for rotation); none: one is generated."""
+    api_reads_open: bool = True
+    """Whether `GET /api/…` answers without an API key; writes always need one."""
     phantombuster_api_key: str | None = None
     """Lets the gateway fetch a run's result object when the webhook lacks it."""
     phantombuster_api_base: str = "https://api.phantombuster.com/api/v2"
@@ -84,6 +88,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
             )
             if h.strip()
         )
+        api_keys = tuple(k.strip() for k in env.get("GATEWAY_API_KEY", "").split(",") if k.strip())
         log_format = env.get("GATEWAY_LOG_FORMAT") or ("console" if sys.stderr.isatty() else "json")
         if log_format not in ("json", "console"):
             raise SettingsError(f"GATEWAY_LOG_FORMAT must be json or console, not {log_format!r}")
@@ -91,6 +96,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
             database_url=env.get("DATABASE_URL") or None,
             data_dir=Path(env.get("GATEWAY_DATA_DIR") or ".gateway"),
             secrets=secrets,
+            api_keys=api_keys,
+            api_reads_open=_boolean(env, "GATEWAY_API_READS_OPEN", default=True),
             phantombuster_api_key=env.get("PHANTOMBUSTER_API_KEY") or None,
             phantombuster_api_base=(
                 env.get("PHANTOMBUSTER_API_BASE") or "https://api.phantombuster.com/api/v2"
@@ -98,6 +105,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
             phantombuster_result_hosts=hosts,
             max_body_bytes=_positive_int(env, "GATEWAY_MAX_BODY_BYTES", 1024 * 1024),
             body_read_timeout_s=_positive_int(env, "GATEWAY_BODY_READ_TIMEOUT_S", 30),
+            writers=_positive_int(env, "GATEWAY_INGEST_WRITERS", 2),
+            batch_max=_positive_int(env, "GATEWAY_INGEST_BATCH_MAX", 256),
+            queue_max=_positive_int(env, "GATEWAY_INGEST_QUEUE_MAX", 4096),
             log_format=log_format,  # type: ignore[arg-type]  # checked just above
         )
 
@@ -113,3 +123,15 @@ def _positive_int(env: Mapping[str, str], name: str, default: int) -> int:
     if value <= 0:
         raise SettingsError(f"{name} must be positive, not {value}")
     return value
+
+
+_BOOLEANS = {"true": True, "1": True, "yes": True, "false": False, "0": False, "no": False}
+
+
+def _boolean(env: Mapping[str, str], name: str, *, default: bool) -> bool:
+    raw = env.get(name, "").strip().lower()
+    if not raw:
+        return default
+    if raw not in _BOOLEANS:
+        raise SettingsError(f"{name} must be true or false, not {env[name]!r}")
+    return _BOOLEANS[raw]

@@ -111,6 +111,9 @@ SECRETS: dict[str, tuple[str, ...]] = {
     "phantombuster": ("phantombuster-secret",),
 }
 PB_API = "https://api.phantombuster.test/api/v2"
+API_KEY = "test-api-key"
+#: The headers a management API write needs.
+AUTH = {"authorization": f"Bearer {API_KEY}"}
 
 
 @pytest.fixture
@@ -120,6 +123,7 @@ def settings(database_url: str, tmp_path: Path) -> Settings:
         database_url=database_url,
         data_dir=tmp_path / "data",
         secrets=SECRETS,
+        api_keys=(API_KEY, "previous-api-key"),
         phantombuster_api_key="pb-api-key",
         phantombuster_api_base=PB_API,
         phantombuster_result_hosts=("phantombuster.s3.amazonaws.com",),

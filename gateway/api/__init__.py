@@ -1,8 +1,10 @@
-"""The dashboards' read API under `/api`: campaigns, performance, events, deliveries.
+"""The JSON API under `/api`: the dashboards' reads and the campaign management writes.
 
-Handlers only read, each through a `ReadDb` dependency. Bad parameters and
-unknown ids raise `gateway.errors.BadRequest` / `NotFound`, which become
-problem JSON in `gateway.app`, the one place errors meet HTTP.
+Read handlers go through a `ReadDb` dependency (`db`), writes through a
+`ManageDb` (`writer`), one transaction each. Bad parameters or bodies,
+unknown ids and refused changes raise `gateway.errors.BadRequest` /
+`NotFound` / `Conflict`, which become problem JSON in `gateway.app`, the one
+place errors meet HTTP. One guard checks the API key (`gateway.api.auth`).
 """
 
 from __future__ import annotations
@@ -11,27 +13,45 @@ from litestar import Router
 from litestar.datastructures import State
 from litestar.di import Provide
 
-from gateway.api import campaigns, deliveries, events, performance
-from gateway.api.deps import ReadDb
+from gateway.api import campaigns, deliveries, enrollments, events, manage, performance
+from gateway.api.auth import API_KEY, api_key_guard
+from gateway.api.deps import ManageDb, ReadDb
+from gateway.secrets import ApiKeys
 from gateway.settings import Settings
 
 
-def api_router(settings: Settings) -> Router:
-    """Every read endpoint, wired to the pool the lifespan puts on `app.state.pool`."""
+def api_router(settings: Settings, api_keys: ApiKeys) -> Router:
+    """Every API endpoint, wired to the pool and fetcher the lifespan puts on `app.state`."""
 
     def provide_db(state: State) -> ReadDb:
         return ReadDb(state.pool, settings)
+
+    def provide_writer(state: State) -> ManageDb:
+        return ManageDb(state.pool, settings, state.fetcher)
 
     return Router(
         path="/api",
         route_handlers=[
             campaigns.list_templates,
             campaigns.get_template,
+            manage.create_template,
+            manage.replace_template,
+            manage.delete_template,
             campaigns.list_instances,
             campaigns.get_instance,
+            manage.create_instance,
+            manage.update_instance,
+            manage.attach_unmatched,
             performance.instance_performance,
+            enrollments.enroll_contacts,
+            enrollments.list_enrollments,
             events.list_events,
             deliveries.list_deliveries,
         ],
-        dependencies={"db": Provide(provide_db, sync_to_thread=False)},
+        dependencies={
+            "db": Provide(provide_db, sync_to_thread=False),
+            "writer": Provide(provide_writer, sync_to_thread=False),
+        },
+        guards=[api_key_guard(api_keys, reads_open=settings.api_reads_open)],
+        security=None if settings.api_reads_open else API_KEY,
     )

@@ -66,7 +66,7 @@ async def list_instances(
 ) -> InstanceList:
     async with db.connection() as conn:
         rows = await reads.list_instances(conn, status, template_id)
-    return InstanceList(items=[_instance(row) for row in rows])
+    return InstanceList(items=[instance_from_row(row) for row in rows])
 
 
 @get(
@@ -79,7 +79,7 @@ async def get_instance(db: NamedDependency[ReadDb], instance_id: FromPath[UUID])
         row = await reads.get_instance(conn, instance_id)
     if row is None:
         raise NotFound(f"no campaign instance {instance_id}")
-    return _instance(row)
+    return instance_from_row(row)
 
 
 _COUNTER_COLUMNS = {
@@ -91,7 +91,8 @@ _COUNTER_COLUMNS = {
 }
 
 
-def _instance(row: Record) -> Instance:
+def instance_from_row(row: Record) -> Instance:
+    """An instance row of reads.sql as the API answers it, counters grouped."""
     fields: dict[str, Any] = {k: v for k, v in row.items() if k not in _COUNTER_COLUMNS}
     counters = Counters(**{name: row[column] for column, name in _COUNTER_COLUMNS.items()})
     return Instance(**fields, counters=counters)

@@ -1,11 +1,27 @@
-"""What every read handler receives: a way to get a pooled connection."""
+"""What the API handlers receive: pooled connections, and for writes transactions."""
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from contextlib import AbstractAsyncContextManager
+from typing import Final, TypeVar
 
-from gateway.db.pool import Connection, Pool, connection
+from asyncpg import Record
+
+from gateway.api.schemas import Attach
+from gateway.db import manage
+from gateway.db.pool import Connection, Pool, connection, transaction
+from gateway.errors import BadRequest, Unavailable
+from gateway.fetch import ResultFetcher
+from gateway.ingest import REFUSED, RETRIES, RETRYABLE
+from gateway.reprocess import Cursor, Reprocessor
 from gateway.settings import Settings
+
+T = TypeVar("T")
+
+#: Deliveries reprocessed within one request after a mapping change; the rest
+#: wait for `POST /api/campaigns/instances/{id}/attach` or `gateway reprocess`.
+ATTACH_MAX_DELIVERIES: Final = 1000
 
 
 class ReadDb:
@@ -22,3 +38,55 @@ class ReadDb:
     def connection(self) -> AbstractAsyncContextManager[Connection]:
         """A pooled connection, as `Unavailable` (503) when none can be had in time."""
         return connection(self._pool, self._settings)
+
+
+class ManageDb(ReadDb):
+    """Transactions for the management API, and the reprocessor that attaches events."""
+
+    def __init__(self, pool: Pool, settings: Settings, fetcher: ResultFetcher) -> None:
+        super().__init__(pool, settings)
+        self._fetcher = fetcher
+
+    async def write(self, work: Callable[[Connection], Awaitable[T]]) -> T:
+        """`work` in one transaction, run again when it lost a deadlock.
+
+        Writes lock rows in the order ingestion does, but a cascade or a
+        concurrent webhook batch can still deadlock with them: PostgreSQL then
+        rolls one side back, and repeating it is safe (ingestion's RETRYABLE).
+        A value that validation let through but the schema refuses (a NUL
+        character in a text, say) is the request's fault: a 400.
+        """
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                async with transaction(self._pool, self._settings) as conn:
+                    return await work(conn)
+            except RETRYABLE as exc:
+                if attempt >= RETRIES:
+                    raise Unavailable("database contention; retry later") from exc
+            except REFUSED as exc:
+                raise BadRequest(f"the database refused a value: {exc}") from exc
+
+    async def attach(self, keys: manage.CampaignKeys) -> Attach:
+        """Reprocess the deliveries holding unmatched events with these campaign keys.
+
+        Their events then attach (with enrollments created as at ingestion) and
+        the counters move, exactly once, through the pipeline's own writer.
+        At most ATTACH_MAX_DELIVERIES per call, so that a request stays short;
+        `remaining` tells the caller to call again.
+        """
+
+        async def page(conn: Connection, after: Cursor | None, limit: int) -> list[Record]:
+            return await manage.unmatched_deliveries(conn, keys, after, limit)
+
+        reprocessor = Reprocessor(self._pool, self._settings, self._fetcher)
+        report = await reprocessor.run_pages(page, max_deliveries=ATTACH_MAX_DELIVERIES)
+        async with self.connection() as conn:
+            remaining = await manage.count_unmatched(conn, keys)
+        return Attach(
+            deliveries=report.examined,
+            events_attached=report.attached,
+            remaining=remaining,
+            error=report.error,
+        )

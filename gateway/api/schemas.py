@@ -1,19 +1,29 @@
-"""Every body the read API sends, as msgspec Structs (the OpenAPI schema comes from these)."""
+"""Every body the API sends or accepts, as msgspec Structs (the OpenAPI schema comes from these).
+
+Request bodies forbid unknown fields, so that a misspelt field is a 400
+naming it rather than a value silently dropped. `provider_config` is the one
+open object: its known keys are checked (`ProviderKeys`), others are kept.
+"""
 
 from __future__ import annotations
 
 from datetime import date, datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 from uuid import UUID
 
 import msgspec
 from litestar.openapi import ResponseSpec
+from msgspec import UNSET, Meta, UnsetType
 
 PROBLEM_JSON = "application/problem+json"
 
 TemplateType = Literal["email", "linkedin", "multi_channel"]
 PathType = Literal["structured", "dynamic_ai"]
 InstanceStatus = Literal["draft", "active", "paused", "completed", "failed"]
+EnrollmentStatus = Literal[
+    "enrolled", "active", "paused", "completed", "unsubscribed", "bounced", "failed"
+]
+LinkedinAction = Literal["profile_visit", "connection_request", "message", "voice_message"]
 Provider = Literal["lemlist", "postmark", "phantombuster"]
 Channel = Literal["email", "linkedin"]
 EmailEventType = Literal[
@@ -55,19 +65,20 @@ class Problem(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
     """The stored delivery, when a webhook was kept as rejected."""
 
 
+def _problem(description: str) -> ResponseSpec:
+    return ResponseSpec(
+        data_container=Problem,
+        description=description,
+        media_type=PROBLEM_JSON,
+        generate_examples=False,
+    )
+
+
 _PROBLEMS: dict[int, ResponseSpec] = {
-    400: ResponseSpec(
-        data_container=Problem,
-        description="A query parameter is not valid; `field` names it",
-        media_type=PROBLEM_JSON,
-        generate_examples=False,
-    ),
-    404: ResponseSpec(
-        data_container=Problem,
-        description="Nothing with that id",
-        media_type=PROBLEM_JSON,
-        generate_examples=False,
-    ),
+    400: _problem("A query parameter or body field is not valid; `field` names it"),
+    401: _problem("No valid API key (`Authorization: Bearer …` or `X-API-Key`)"),
+    404: _problem("Nothing with that id"),
+    409: _problem("The change contradicts the current state; `detail` says why"),
 }
 
 
@@ -110,7 +121,7 @@ class LinkedinStep(msgspec.Struct, frozen=True, kw_only=True):
 
     id: UUID
     step_number: int
-    action_type: Literal["profile_visit", "connection_request", "message", "voice_message"]
+    action_type: LinkedinAction
     message_template: str | None
     delay_hours: int
     fallback_channel: Channel | None
@@ -276,3 +287,197 @@ class DeliveryPage(msgspec.Struct, frozen=True, kw_only=True):
 
     items: list[Delivery]
     next_cursor: str | None
+
+
+class Enrollment(msgspec.Struct, frozen=True, kw_only=True):
+    """One contact in an instance, with where it stands in the sequence."""
+
+    id: UUID
+    instance_id: UUID
+    contact_id: str | None
+    contact_email: str | None
+    linkedin_url: str | None
+    status: EnrollmentStatus
+    current_step: int
+    next_action_at: datetime | None
+    metadata: dict[str, Any]
+    """Personalization variables."""
+    provider_config: dict[str, Any]
+    """The instance's `provider_config` when the contact was enrolled."""
+    enrolled_at: datetime
+    completed_at: datetime | None
+    created_at: datetime
+    updated_at: datetime
+
+
+class EnrollmentPage(msgspec.Struct, frozen=True, kw_only=True):
+    """A page of enrollments in (enrolled_at, id) order; pass `next_cursor` as `cursor`."""
+
+    items: list[Enrollment]
+    next_cursor: str | None
+
+
+# Request bodies of the management API.
+
+INT4_MAX = 2**31 - 1
+#: The most contacts one enrollment request takes.
+MAX_CONTACTS = 1000
+#: The most steps a sequence holds.
+MAX_STEPS = 1000
+
+Name = Annotated[str, Meta(min_length=1, max_length=500, pattern=r"\S")]
+StepNumber = Annotated[int, Meta(ge=1, le=MAX_STEPS)]
+DelayHours = Annotated[int, Meta(ge=0, le=INT4_MAX)]
+Variant = Annotated[str, Meta(pattern=r"^[A-Z]$", description="A/B variant: one capital letter")]
+CampaignKey = Annotated[str, Meta(min_length=1, max_length=1000)]
+AgentId = CampaignKey | Annotated[int, Meta(ge=0)]
+ProviderConfig = Annotated[
+    dict[str, Any],
+    Meta(
+        description="The instance's providers and their campaign keys: `email_provider`"
+        " (lemlist, postmark), `linkedin_provider` (lemlist, phantombuster),"
+        " `lemlist_campaign_id`, `postmark_tag`, `phantombuster_agent_id` or a list"
+        " `phantombuster_agent_ids`. Other keys are kept as given."
+    ),
+]
+
+
+class EmailStepIn(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """One step of an email sequence (one A/B variant of it)."""
+
+    step_number: StepNumber
+    subject: str
+    body_template: str
+    delay_hours: DelayHours = 0
+    a_b_variant: Variant | None = None
+    is_active: bool = True
+
+
+class LinkedinStepIn(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """One step of a LinkedIn sequence."""
+
+    step_number: StepNumber
+    action_type: LinkedinAction
+    message_template: str | None = None
+    delay_hours: DelayHours = 0
+    fallback_channel: Channel | None = None
+
+
+class TemplateIn(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """A template with its whole sequences: the body of POST, and of PUT, which replaces all."""
+
+    name: Name
+    type: TemplateType
+    description: str | None = None
+    path_type: PathType = "structured"
+    settings: dict[str, Any] = {}
+    is_active: bool = True
+    created_by: str | None = None
+    email_sequences: Annotated[list[EmailStepIn], Meta(max_length=MAX_STEPS)] = []
+    linkedin_sequences: Annotated[list[LinkedinStepIn], Meta(max_length=MAX_STEPS)] = []
+
+
+class ProviderKeys(msgspec.Struct, frozen=True, kw_only=True):
+    """The keys of `provider_config` the gateway reads, typed; other keys pass through."""
+
+    email_provider: Literal["lemlist", "postmark"] | UnsetType = UNSET
+    linkedin_provider: Literal["lemlist", "phantombuster"] | UnsetType = UNSET
+    lemlist_campaign_id: CampaignKey | UnsetType = UNSET
+    postmark_tag: CampaignKey | UnsetType = UNSET
+    phantombuster_agent_id: AgentId | UnsetType = UNSET
+    phantombuster_agent_ids: list[AgentId] | UnsetType = UNSET
+
+    def campaign_keys(self) -> list[tuple[Provider, str]]:
+        """(provider, key) pairs that attach webhooks, as ingestion compares them (text)."""
+        keys: list[tuple[Provider, str]] = []
+        if self.lemlist_campaign_id is not UNSET:
+            keys.append(("lemlist", self.lemlist_campaign_id))
+        if self.postmark_tag is not UNSET:
+            keys.append(("postmark", self.postmark_tag))
+        agents = [] if self.phantombuster_agent_id is UNSET else [self.phantombuster_agent_id]
+        if self.phantombuster_agent_ids is not UNSET:
+            agents += self.phantombuster_agent_ids
+        keys += [("phantombuster", str(agent)) for agent in dict.fromkeys(agents)]
+        return keys
+
+
+class InstanceIn(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """A new instance of a template; `active` starts it at once."""
+
+    template_id: UUID
+    name: Name
+    status: Literal["draft", "active"] = "draft"
+    provider_config: ProviderConfig = {}
+    settings: dict[str, Any] = {}
+
+
+class InstancePatch(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """What to change in an instance; absent fields stay.
+
+    `provider_config` and `settings` are merged key by key (a null value
+    removes the key), so that switching providers keeps the old provider's
+    campaign key, and with it the events of the contacts enrolled before.
+    """
+
+    name: Name | UnsetType = UNSET
+    status: InstanceStatus | UnsetType = UNSET
+    provider_config: ProviderConfig | UnsetType = UNSET
+    settings: dict[str, Any] | UnsetType = UNSET
+
+
+class Attach(msgspec.Struct, frozen=True, kw_only=True):
+    """Unmatched events attached after a mapping change, by reprocessing their deliveries."""
+
+    deliveries: int
+    """Deliveries reprocessed."""
+    events_attached: int
+    remaining: int
+    """Events with the instance's campaign keys still unmatched (beyond this request's bound,
+    or whose raw delivery was purged); `POST …/attach` goes on with them."""
+    error: str | None = None
+
+
+class InstanceWritten(Instance, frozen=True, kw_only=True):
+    """The instance after a write; `attach` says what a mapping change attached (null: none)."""
+
+    attach: Attach | None
+
+
+Email = Annotated[str, Meta(max_length=320, pattern=r"^[^@\s]+@[^@\s]+$")]
+LinkedinUrl = Annotated[
+    str, Meta(max_length=2000, pattern=r"(?i)linkedin\.com/", description="A LinkedIn profile URL")
+]
+
+
+class ContactIn(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """A contact to enroll: an email and/or a LinkedIn URL, and personalization variables."""
+
+    email: Email | None = None
+    linkedin_url: LinkedinUrl | None = None
+    contact_id: Annotated[str, Meta(max_length=500)] | None = None
+    """The contact's id in your CRM, kept as given."""
+    metadata: dict[str, Any] = {}
+
+
+class EnrollIn(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """Contacts to enroll, at most 1000 per request."""
+
+    contacts: Annotated[list[ContactIn], Meta(min_length=1, max_length=MAX_CONTACTS)]
+
+
+class Enrolled(msgspec.Struct, frozen=True, kw_only=True):
+    """The enrollment a contact of the request has, new or found."""
+
+    id: UUID
+    contact_email: str | None
+    linkedin_url: str | None
+    created: bool
+    """False: the contact was enrolled already (same email, any case, or LinkedIn profile)."""
+
+
+class EnrollResult(msgspec.Struct, frozen=True, kw_only=True):
+    """Per contact of the request, in its order: the enrollment; and how many were new."""
+
+    created: int
+    existing: int
+    items: list[Enrolled]

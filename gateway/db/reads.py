@@ -172,3 +172,13 @@ async def list_deliveries(
         limit,
     )
     return rows
+
+
+async def list_enrollments(
+    conn: Connection, instance_id: UUID, status: str | None, after: Key | None, limit: int
+) -> list[Record]:
+    """Up to `limit` enrollments of the instance after the cursor, in (enrolled_at, id) order."""
+    rows: list[Record] = await conn.fetch(
+        READS["list_enrollments"], instance_id, status, *(after or (None, None)), limit
+    )
+    return rows

@@ -140,3 +140,18 @@ CROSS JOIN LATERAL (
 ) d
 ORDER BY d.received_at, d.id
 LIMIT $7;
+
+-- name: list_enrollments
+-- A page of one instance's enrollments in (enrolled_at, id) order after a
+-- keyset cursor ($3, $4; NULL: the first page), optionally of one status:
+-- a range of idx_campaign_enrollments_instance_enrolled.
+SELECT e.id, e.instance_id, e.contact_id, e.contact_email, e.linkedin_url, e.status,
+       e.current_step, e.next_action_at, e.metadata, e.provider_config, e.enrolled_at,
+       e.completed_at, e.created_at, e.updated_at
+FROM campaign_enrollments e
+WHERE e.instance_id = $1
+  AND ($2::text IS NULL OR e.status = $2)
+  AND (e.enrolled_at, e.id) > (coalesce($3::timestamptz, '-infinity'),
+                               coalesce($4::uuid, '00000000-0000-0000-0000-000000000000'))
+ORDER BY e.enrolled_at, e.id
+LIMIT $5;

@@ -90,6 +90,29 @@ def test_urls_generates_owner_only_secrets_once(tmp_path: Path) -> None:
     assert second.stdout == first.stdout
 
 
+def test_api_key_is_generated_once_and_printed(fresh_url: str, tmp_path: Path) -> None:
+    env = gateway_env(DATABASE_URL=fresh_url, GATEWAY_DATA_DIR=str(tmp_path / "data"))
+    with serving(env, tmp_path) as (base, _):
+        printed = run_gateway("api-key", env=env)
+        assert printed.returncode == 0, printed.stderr
+        key = printed.stdout.strip()
+        template = {"name": "T", "type": "email"}
+        created = httpx.post(
+            f"{base}/api/campaigns/templates", json=template, headers={"x-api-key": key}
+        )
+        assert created.status_code == 201, created.text
+        refused = httpx.post(f"{base}/api/campaigns/templates", json=template)
+        assert refused.status_code == 401
+    serve_log = next(tmp_path.glob("serve-*.log")).read_text()
+    assert serve_log.count(key) == 1  # printed once, when generated; never logged
+    assert "Generated API key" in serve_log
+    key_file = tmp_path / "data" / "api-key.json"
+    assert stat.S_IMODE(key_file.stat().st_mode) == 0o600
+    assert run_gateway("api-key", env=env).stdout.strip() == key
+    configured = run_gateway("api-key", env=env | {"GATEWAY_API_KEY": "first,second"})
+    assert configured.stdout.strip() == "first"
+
+
 @pytest.mark.slow
 def test_serve_on_embedded_postgres_keeps_data_across_restarts(tmp_path: Path) -> None:
     """The README's first command: no DATABASE_URL, data under GATEWAY_DATA_DIR."""

@@ -9,6 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from gateway.db.manage import MANAGE
 from gateway.db.migrate import apply_migrations, rollback_migrations
 from gateway.db.pool import Pool
 from gateway.db.queries import QUERIES
@@ -59,11 +60,11 @@ async def test_at_least_the_seeds_19_indexes(pool: Pool) -> None:
     assert count >= 19
 
 
-NAMED = QUERIES | READS
+NAMED = QUERIES | READS | MANAGE
 
 
 def test_query_names_are_unique_across_files() -> None:
-    assert not set(QUERIES) & set(READS)
+    assert len(NAMED) == len(QUERIES) + len(READS) + len(MANAGE)
 
 
 @pytest.mark.parametrize("name", sorted(NAMED))
