@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from collections.abc import AsyncIterator, Mapping
 from datetime import UTC, datetime
 
+import msgspec
 import pytest
 
 import gateway.ingest
-from gateway.db.pool import Pool
+from gateway.db.pool import Pool, connection, create_pool
 from gateway.errors import Unavailable
 from gateway.fetch import ResultFetcher
 from gateway.ingest import Delivery, Ingestor, Outcome
@@ -144,3 +146,20 @@ async def test_shutdown_finishes_what_is_queued(settings: Settings, clean_db: Po
     assert {o.status for o in outcomes} == {"unmatched"}
     assert await clean_db.fetchval("SELECT count(*) FROM campaign_events") == 40
     await fetcher.aclose()
+
+
+async def test_pool_exhaustion_is_a_fast_503(settings: Settings, database_url: str) -> None:
+    """Every connection busy: callers get Unavailable after acquire_timeout_s, not a hang."""
+    tight = msgspec.structs.replace(settings, pool_max_size=1, acquire_timeout_s=0.2)
+    pool = await create_pool(tight, database_url)
+    try:
+        async with connection(pool, tight):
+            started = time.monotonic()
+            with pytest.raises(Unavailable, match="pool exhausted"):
+                async with connection(pool, tight):
+                    pass
+            assert time.monotonic() - started < 1.0
+        async with connection(pool, tight) as conn:  # free again: served
+            assert await conn.fetchval("SELECT 1") == 1
+    finally:
+        await pool.close()
