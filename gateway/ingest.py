@@ -100,6 +100,56 @@ def parse_delivery(
     return PARSERS[provider](body, headers)
 
 
+class Normalized(NamedTuple):
+    """What a delivery's body says, before anything is written."""
+
+    status: str | None
+    """rejected, pending or ignored; None when `events` decide it."""
+    cause: str | None
+    events: list[NormalizedEvent]
+    fetched: Fetched | None
+    """A result object fetched just now, to be stored with the delivery."""
+    field: str | None = None
+    """The JSON path at fault, for a rejected body."""
+
+
+async def normalize(
+    provider: str,
+    body: bytes,
+    headers: Mapping[str, str],
+    fetcher: ResultFetcher,
+    stored: bytes | None = None,
+) -> Normalized:
+    """Parse, and fetch what a PhantomBuster webhook left out (ingestion and reprocess).
+
+    `stored` is a result object fetched earlier, used before fetching again.
+    A result may point elsewhere once (an API answer holding a result file's
+    jsonUrl, as legacy scripts save it): at most FETCH_HOPS fetches are made.
+    """
+    try:
+        parsed = parse_delivery(provider, body, headers, None)
+    except ProviderError as exc:
+        return Normalized("rejected", str(exc), [], None, exc.field)
+    fetched: Fetched | None = None
+    try:
+        if parsed.fetch is not None and stored is not None:
+            parsed = parse_delivery(provider, body, headers, stored)
+        for _hop in range(FETCH_HOPS):
+            if parsed.fetch is None:
+                break
+            fetched = await fetcher.fetch(parsed.fetch)
+            parsed = parse_delivery(provider, body, headers, fetched.body)
+    except FetchError as exc:
+        return Normalized("pending", str(exc), [], fetched)
+    except ProviderError as exc:
+        return Normalized("pending", f"fetched result unusable: {exc}", [], fetched)
+    if parsed.fetch is not None:
+        return Normalized("pending", "fetched result points elsewhere again", [], fetched)
+    if not parsed.events:
+        return Normalized("ignored", parsed.ignored, [], fetched)
+    return Normalized(None, None, parsed.events, fetched)
+
+
 @dataclasses.dataclass(eq=False)
 class _Job:
     """A delivery waiting for the writer, with the future its caller awaits."""
@@ -172,34 +222,12 @@ class Ingestor:
 
     async def ingest(self, delivery: Delivery) -> Outcome:
         """Parse, fetch what PhantomBuster left out, and commit; never loses the raw body."""
-        try:
-            parsed = parse_delivery(delivery.provider, delivery.body, delivery.headers, None)
-        except ProviderError as exc:
-            return await self.record(delivery, "rejected", cause=str(exc), field=exc.field)
-        fetched: Fetched | None = None
-        # A result may point elsewhere once (an API answer holding a result
-        # file's jsonUrl, as legacy scripts save it): follow at most one hop.
-        for _hop in range(FETCH_HOPS):
-            if parsed.fetch is None:
-                break
-            try:
-                fetched = await self._fetcher.fetch(parsed.fetch)
-                parsed = parse_delivery(
-                    delivery.provider, delivery.body, delivery.headers, fetched.body
-                )
-            except FetchError as exc:
-                return await self.record(delivery, "pending", cause=str(exc), fetched=fetched)
-            except ProviderError as exc:
-                return await self.record(
-                    delivery, "pending", cause=f"fetched result unusable: {exc}", fetched=fetched
-                )
-        if parsed.fetch is not None:
+        n = await normalize(delivery.provider, delivery.body, delivery.headers, self._fetcher)
+        if n.status is not None:
             return await self.record(
-                delivery, "pending", cause="fetched result points elsewhere again", fetched=fetched
+                delivery, n.status, cause=n.cause, field=n.field, fetched=n.fetched
             )
-        if not parsed.events:
-            return await self.record(delivery, "ignored", cause=parsed.ignored, fetched=fetched)
-        return await self._submit(_Job(delivery, parsed.events, None, None, None, fetched))
+        return await self._submit(_Job(delivery, n.events, None, None, None, n.fetched))
 
     async def record(
         self,

@@ -29,7 +29,7 @@ from gateway.db import queries
 from gateway.db.pool import Pool, close_pool, connection, create_pool
 from gateway.errors import Unavailable
 from gateway.fetch import Fetched, ResultFetcher
-from gateway.ingest import Delivery, Ingestor, parse_delivery
+from gateway.ingest import STATUSES, Delivery, Ingestor, parse_delivery
 from gateway.progress import Progress
 from gateway.secrets import WebhookSecrets
 from gateway.settings import Settings
@@ -37,7 +37,7 @@ from gateway.webhooks import OVERSIZED_PREFIX_BYTES, REDACTED, redact_headers, r
 from providers.base import ProviderError, ResultFetch
 
 #: The outcomes a delivery can have, in the summary's order.
-OUTCOMES: Final = ("processed", "duplicate", "unmatched", "ignored", "pending", "rejected")
+OUTCOMES: Final = STATUSES
 #: Headers a replay never forwards: the client sets them, or they carry credentials.
 NOT_FORWARDED: Final = frozenset(
     {

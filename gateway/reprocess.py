@@ -22,7 +22,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Awaitable, Callable
 from datetime import datetime
-from typing import Final, NamedTuple
+from typing import Final
 from uuid import UUID
 
 import msgspec
@@ -31,18 +31,17 @@ from asyncpg import Record
 from gateway.db import queries
 from gateway.db.pool import Connection, Pool, connection
 from gateway.errors import Unavailable
-from gateway.fetch import Fetched, FetchError, ResultFetcher
+from gateway.fetch import ResultFetcher
 from gateway.ingest import (
-    FETCH_HOPS,
     REFUSED,
     RETRIES,
     RETRYABLE,
-    parse_delivery,
+    Normalized,
+    normalize,
     write_events,
 )
 from gateway.progress import Progress
 from gateway.settings import Settings
-from providers.base import NormalizedEvent, ProviderError
 
 _UNMATCHED_CAUSE: Final = "no campaign instance matches"
 
@@ -50,17 +49,6 @@ Cursor = tuple[datetime, UUID]
 """The (received_at, id) of the last delivery of the previous page."""
 Pager = Callable[[Connection, Cursor | None, int], Awaitable[list[Record]]]
 """The next deliveries after a cursor, at most a limit, oldest first, with their bodies."""
-
-
-class Normalized(NamedTuple):
-    """What parsing a stored delivery again says, before anything is written."""
-
-    status: str | None
-    """rejected, pending or ignored; None when `events` decide it."""
-    cause: str | None
-    events: list[NormalizedEvent]
-    fetched: Fetched | None
-    """A result object fetched just now, to be stored with the delivery."""
 
 
 class Change(msgspec.Struct, frozen=True, kw_only=True):
@@ -254,36 +242,20 @@ class Reprocessor:
                 )
 
     async def _normalize(self, row: Record) -> Normalized | None:
-        """Parse again; fetch a PhantomBuster result that is neither in the body nor stored.
+        """Parse again, with the stored result object; None for an oversized body.
 
-        None for an oversized body, of which only a prefix is kept: nothing to parse.
+        Only a prefix of an oversized body is kept: there is nothing to parse.
         """
         if row["body_size"] > len(row["body"]):
             return None
-        provider, body, headers = row["provider"], bytes(row["body"]), row["headers"]
-        try:
-            parsed = parse_delivery(provider, body, headers, None)
-        except ProviderError as exc:
-            return Normalized("rejected", str(exc), [], None)
         stored = row["fetched_body"]
-        fresh: Fetched | None = None
-        try:
-            if parsed.fetch is not None and stored is not None:
-                parsed = parse_delivery(provider, body, headers, bytes(stored))
-            for _hop in range(FETCH_HOPS):
-                if parsed.fetch is None:
-                    break
-                fresh = await self._fetcher.fetch(parsed.fetch)
-                parsed = parse_delivery(provider, body, headers, fresh.body)
-        except FetchError as exc:
-            return Normalized("pending", str(exc), [], fresh)
-        except ProviderError as exc:
-            return Normalized("pending", f"fetched result unusable: {exc}", [], fresh)
-        if parsed.fetch is not None:
-            return Normalized("pending", "fetched result points elsewhere again", [], fresh)
-        if not parsed.events:
-            return Normalized("ignored", parsed.ignored, [], fresh)
-        return Normalized(None, None, parsed.events, fresh)
+        return await normalize(
+            row["provider"],
+            bytes(row["body"]),
+            row["headers"],
+            self._fetcher,
+            bytes(stored) if stored is not None else None,
+        )
 
     async def _apply(self, conn: Connection, row: Record, normalized: Normalized) -> Change:
         """Write the events, recompute the outcome, update the row when it differs."""

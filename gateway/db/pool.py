@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -47,7 +47,10 @@ def _decode_jsonb(data: bytes) -> Any:
 
 
 async def init_connection(conn: Connection) -> None:
-    """JSON codecs once per connection: msgspec in both directions, binary format."""
+    """JSON codecs once per connection: msgspec in both directions, binary format.
+
+    Pooled connections also log slow statements (see `create_pool`).
+    """
     await conn.set_type_codec(
         "jsonb", schema="pg_catalog", encoder=_encode_jsonb, decoder=_decode_jsonb, format="binary"
     )
@@ -58,17 +61,17 @@ async def init_connection(conn: Connection) -> None:
         decoder=msgspec.json.decode,
         format="text",
     )
-    if logging.getLogger(__name__).isEnabledFor(logging.DEBUG):
-        conn.add_query_logger(_log_slow_query)
 
 
-_slow_query_ms = 100.0
+def _slow_query_logger(threshold_ms: float) -> Callable[[Any], None]:
+    """A query logger that reports statements slower than the threshold, at debug level."""
 
+    def log_if_slow(record: Any) -> None:
+        elapsed_ms = record.elapsed * 1000
+        if elapsed_ms >= threshold_ms:
+            log.debug("db.slow_query", ms=round(elapsed_ms, 1), query=record.query[:200])
 
-def _log_slow_query(record: Any) -> None:
-    elapsed_ms = record.elapsed * 1000
-    if elapsed_ms >= _slow_query_ms:
-        log.debug("db.slow_query", ms=round(elapsed_ms, 1), query=record.query[:200])
+    return log_if_slow
 
 
 async def _keep_session(conn: Connection) -> None:
@@ -86,8 +89,13 @@ async def create_pool(settings: Settings, database_url: str) -> Pool:
     min_size=0 lets the gateway start, and answer 503, while the database is
     down, and recover by itself when it returns.
     """
-    global _slow_query_ms
-    _slow_query_ms = settings.slow_query_ms
+    slow_query_logger = _slow_query_logger(settings.slow_query_ms)
+
+    async def init(conn: Connection) -> None:
+        await init_connection(conn)
+        if logging.getLogger(__name__).isEnabledFor(logging.DEBUG):
+            conn.add_query_logger(slow_query_logger)
+
     pool: Pool | None = await asyncpg.create_pool(
         database_url,
         min_size=0,
@@ -95,7 +103,7 @@ async def create_pool(settings: Settings, database_url: str) -> Pool:
         max_inactive_connection_lifetime=settings.pool_idle_s,
         timeout=settings.connect_timeout_s,
         command_timeout=settings.command_timeout_s,
-        init=init_connection,
+        init=init,
         reset=_keep_session,
     )
     if pool is None:  # only when created without awaiting, which we never do

@@ -10,9 +10,6 @@ SELECT delivery_id, status, written, duplicates, cause
 FROM ingest_batch($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13,
                   $14, $15, $16, $17, $18, $19, $20, $21, $22, $23, $24, $25, $26);
 
--- name: ping
-SELECT 1;
-
 -- name: page_deliveries
 -- Stored deliveries in (received_at, id) order after a keyset cursor, for
 -- export and reprocess. Every filter is always bound (all providers, all
