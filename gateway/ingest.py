@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import random
 import time
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
@@ -45,14 +46,15 @@ PARSERS: Final[Mapping[str, Callable[[bytes, Mapping[str, str]], Parsed]]] = {
 STATUSES: Final = ("processed", "duplicate", "unmatched", "ignored", "pending", "rejected")
 
 #: Attempts at one transaction before the caller gets 503.
-RETRIES: Final = 3
+RETRIES: Final = 6
 #: How often a result may point elsewhere (an API answer naming a result file).
 FETCH_HOPS: Final = 2
 #: Errors that mean "try the same transaction again": nothing was committed.
 RETRYABLE: Final = (
     asyncpg.DeadlockDetectedError,
     asyncpg.SerializationError,
-    asyncpg.ForeignKeyViolationError,  # an enrollment deleted under us: resolve again
+    asyncpg.ForeignKeyViolationError,  # an enrollment deleted (merged) under us: resolve again
+    asyncpg.UniqueViolationError,  # a concurrent batch enrolled the same person: resolve again
 )
 #: Errors caused by a value the database refuses: the input's fault.
 REFUSED: Final = (asyncpg.DataError, asyncpg.CheckViolationError)
@@ -316,11 +318,13 @@ class Ingestor:
             attempt += 1
             try:
                 async with connection(self._pool, self._settings) as conn:
-                    results = await queries.ingest_batch(conn, events, deliveries, store=True)
+                    results = await queries.write_batch(conn, events, deliveries, store=True)
             except RETRYABLE as exc:
                 log.info("ingest.retry", attempt=attempt, error=type(exc).__name__)
                 if attempt == RETRIES:
                     raise Unavailable("database contention; retry later") from exc
+                # Jittered, so that two batches that collided do not collide again.
+                await asyncio.sleep(random.uniform(0, 0.002 * attempt))  # noqa: S311
                 continue
             by_id = {r.delivery_id: r for r in results}
             return [_outcome(job, by_id[job.delivery.id]) for job in batch]
@@ -360,7 +364,7 @@ async def write_events(
         fetched_body=None,
         fetched_from=None,
     )
-    [result] = await queries.ingest_batch(
+    [result] = await queries.write_batch(
         conn, _event_args([(delivery_id, received_at, events)]), [delivery], store=False
     )
     return EventsWritten(result.written, result.duplicates, result.status == "unmatched")

@@ -173,41 +173,13 @@ class InstanceList(msgspec.Struct, frozen=True, kw_only=True):
     items: list[Instance]
 
 
-class ChannelCounts(msgspec.Struct, frozen=True, kw_only=True):
-    """Events per type on one channel, and enrollments with at least one of each type."""
-
-    channel: Channel
-    totals: dict[str, int]
-    unique: dict[str, int]
-
-
-class StepCounts(msgspec.Struct, frozen=True, kw_only=True):
-    """One sequence step's funnel; `step_number` is null for events without a step."""
-
-    channel: Channel
-    step_number: int | None
-    totals: dict[str, int]
-    unique: dict[str, int]
-
-
-class ProviderTotals(msgspec.Struct, frozen=True, kw_only=True):
-    """Events per type that came through one provider."""
-
-    provider: Provider
-    totals: dict[str, int]
-
-
-class DayTotals(msgspec.Struct, frozen=True, kw_only=True):
-    """Events per type on one UTC day."""
-
-    day: date
-    totals: dict[str, int]
-
-
 class Rates(msgspec.Struct, frozen=True, kw_only=True):
-    """`unique` counts over unique `sent` (email rates) or `connection_requested`.
+    """Unique counts over their channel's reach (`rate_definitions` names each); null at 0.
 
-    Null where the denominator is 0.
+    E-mail rates count e-mail events only, over the enrollments with at least
+    one e-mail `sent`, `delivered` or `bounced` event, so that a provider
+    reporting no `sent` (Postmark) still has rates; `connection_accept_rate`
+    is over `connection_requested`.
     """
 
     delivery_rate: float | None
@@ -217,6 +189,69 @@ class Rates(msgspec.Struct, frozen=True, kw_only=True):
     bounce_rate: float | None
     unsubscribe_rate: float | None
     connection_accept_rate: float | None
+
+
+class Reach(msgspec.Struct, frozen=True, kw_only=True):
+    """Each channel's reach: the denominators of the rates."""
+
+    email: int
+    """Enrollments with at least one e-mail `sent`, `delivered` or `bounced` event."""
+    linkedin: int
+    """Enrollments with at least one `connection_requested` event."""
+
+
+class CountRule(msgspec.Struct, frozen=True, kw_only=True):
+    """Enrollments with at least one event of `channel` whose type is one of `event_types`."""
+
+    channel: Channel
+    event_types: list[str]
+
+
+class RateDefinition(msgspec.Struct, frozen=True, kw_only=True):
+    """What one rate divides: both counts are of distinct enrollments."""
+
+    numerator: CountRule
+    denominator: CountRule
+    description: str
+
+
+class ChannelCounts(msgspec.Struct, frozen=True, kw_only=True):
+    """Events per type on one channel, enrollments with at least one of each type, rates."""
+
+    channel: Channel
+    totals: dict[str, int]
+    unique: dict[str, int]
+    rates: Rates
+
+
+class StepCounts(msgspec.Struct, frozen=True, kw_only=True):
+    """One sequence step's funnel; `step_number` is null for events without a step.
+
+    Its rates are over the step's own reach (e-mail sent, delivered or
+    bounced at this step; connections requested at this step).
+    """
+
+    channel: Channel
+    step_number: int | None
+    totals: dict[str, int]
+    unique: dict[str, int]
+    rates: Rates
+
+
+class ProviderTotals(msgspec.Struct, frozen=True, kw_only=True):
+    """Events per type that came through one provider, and rates over its own reach."""
+
+    provider: Provider
+    totals: dict[str, int]
+    unique: dict[str, int]
+    rates: Rates
+
+
+class DayTotals(msgspec.Struct, frozen=True, kw_only=True):
+    """Events per type on one UTC day."""
+
+    day: date
+    totals: dict[str, int]
 
 
 class Performance(msgspec.Struct, frozen=True, kw_only=True):
@@ -230,8 +265,10 @@ class Performance(msgspec.Struct, frozen=True, kw_only=True):
     totals: dict[str, int]
     """Events per type."""
     unique: dict[str, int]
-    """Enrollments with at least one event of each type."""
+    """Enrollments with at least one event of each type (either channel)."""
+    reach: Reach
     rates: Rates
+    rate_definitions: dict[str, RateDefinition]
     by_channel: list[ChannelCounts]
     by_provider: list[ProviderTotals]
     by_step: list[StepCounts]
@@ -335,9 +372,10 @@ ProviderConfig = Annotated[
     dict[str, Any],
     Meta(
         description="The instance's providers and their campaign keys: `email_provider`"
-        " (lemlist, postmark), `linkedin_provider` (lemlist, phantombuster),"
-        " `lemlist_campaign_id`, `postmark_tag`, `phantombuster_agent_id` or a list"
-        " `phantombuster_agent_ids`. Other keys are kept as given."
+        " (lemlist, postmark), `linkedin_provider` (lemlist, phantombuster), and each"
+        " provider's campaign key alone or as a list: `lemlist_campaign_id` /"
+        " `lemlist_campaign_ids`, `postmark_tag` / `postmark_tags` (e.g. one tag per step),"
+        " `phantombuster_agent_id` / `phantombuster_agent_ids`. Other keys are kept as given."
     ),
 ]
 
@@ -383,22 +421,29 @@ class ProviderKeys(msgspec.Struct, frozen=True, kw_only=True):
     email_provider: Literal["lemlist", "postmark"] | UnsetType = UNSET
     linkedin_provider: Literal["lemlist", "phantombuster"] | UnsetType = UNSET
     lemlist_campaign_id: CampaignKey | UnsetType = UNSET
+    lemlist_campaign_ids: list[CampaignKey] | UnsetType = UNSET
     postmark_tag: CampaignKey | UnsetType = UNSET
+    postmark_tags: list[CampaignKey] | UnsetType = UNSET
     phantombuster_agent_id: AgentId | UnsetType = UNSET
     phantombuster_agent_ids: list[AgentId] | UnsetType = UNSET
 
     def campaign_keys(self) -> list[tuple[Provider, str]]:
-        """(provider, key) pairs that attach webhooks, as ingestion compares them (text)."""
-        keys: list[tuple[Provider, str]] = []
-        if self.lemlist_campaign_id is not UNSET:
-            keys.append(("lemlist", self.lemlist_campaign_id))
-        if self.postmark_tag is not UNSET:
-            keys.append(("postmark", self.postmark_tag))
-        agents = [] if self.phantombuster_agent_id is UNSET else [self.phantombuster_agent_id]
-        if self.phantombuster_agent_ids is not UNSET:
-            agents += self.phantombuster_agent_ids
-        keys += [("phantombuster", str(agent)) for agent in dict.fromkeys(agents)]
-        return keys
+        """(provider, key) pairs that attach webhooks, as ingestion compares them (text).
+
+        Each provider's key alone and its list together, once each: what
+        `config_campaign_keys()` (gateway/db/functions.sql) reads.
+        """
+        given: list[tuple[Provider, str | int | UnsetType, list[str] | list[AgentId] | UnsetType]]
+        given = [
+            ("lemlist", self.lemlist_campaign_id, self.lemlist_campaign_ids),
+            ("postmark", self.postmark_tag, self.postmark_tags),
+            ("phantombuster", self.phantombuster_agent_id, self.phantombuster_agent_ids),
+        ]
+        keys: dict[tuple[Provider, str], None] = {}
+        for provider, one, many in given:
+            values = ([] if one is UNSET else [one]) + ([] if many is UNSET else list(many))
+            keys.update(dict.fromkeys((provider, str(value)) for value in values))
+        return list(keys)
 
 
 class InstanceIn(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):

@@ -3,12 +3,18 @@
 -- statements take parallel arrays through unnest(), so one statement serves
 -- one event or a thousand.
 
--- name: ingest_batch
--- A whole group commit in one statement (migration 0005 explains the steps);
--- it runs in its own implicit transaction. Arrays in the function's order.
+-- name: write_batch
+-- A whole group commit in one statement and its own implicit transaction
+-- (gateway/db/functions.sql explains the steps): events and deliveries as
+-- parallel arrays, named as the function names them.
 SELECT delivery_id, status, written, duplicates, cause
-FROM ingest_batch($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13,
-                  $14, $15, $16, $17, $18, $19, $20, $21, $22, $23, $24, $25, $26);
+FROM write_batch(
+    ev_provider => $1, ev_key => $2, ev_campaign_key => $3, ev_instance_hint => $4,
+    ev_enrollment_hint => $5, ev_email => $6, ev_urls => $7, ev_delivery => $8,
+    ev_type => $9, ev_channel => $10, ev_step => $11, ev_at => $12, ev_metadata => $13,
+    d_id => $14, d_provider => $15, d_received_at => $16, d_body => $17, d_body_size => $18,
+    d_headers => $19, d_query => $20, d_status => $21, d_cause => $22, d_events => $23,
+    d_fetched_body => $24, d_fetched_from => $25, store => $26);
 
 -- name: page_deliveries
 -- Stored deliveries in (received_at, id) order after a keyset cursor, for

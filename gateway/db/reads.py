@@ -68,17 +68,17 @@ async def performance_enrolled(
     return None if row is None else int(row["enrolled"])
 
 
-async def performance_firsts(conn: Connection, instance_id: UUID) -> dict[str, int]:
-    """Enrollments with at least one event of each type, all time (the counters' rollup)."""
-    rows = await conn.fetch(READS["performance_firsts"], instance_id)
-    return {r["event_type"]: r["enrollments"] for r in rows}
-
-
 async def performance_funnel(
     conn: Connection, instance_id: UUID, period: TimeRange
 ) -> list[Record]:
-    """Events and distinct enrollments: overall, per channel, per channel and step."""
+    """Events and distinct enrollments: overall, per channel, per step, per provider."""
     rows: list[Record] = await conn.fetch(READS["performance_funnel"], instance_id, *period)
+    return rows
+
+
+async def performance_reach(conn: Connection, instance_id: UUID, period: TimeRange) -> list[Record]:
+    """The e-mail reach overall, per step and per provider."""
+    rows: list[Record] = await conn.fetch(READS["performance_reach"], instance_id, *period)
     return rows
 
 

@@ -67,22 +67,16 @@ SELECT (SELECT count(*)
 FROM campaign_instances i
 WHERE i.id = $1;
 
--- name: performance_firsts
--- Enrollments with at least one event of each type, from the exact rollup that
--- also moves the instance counters (migration 0003): `unique` without a range.
-SELECT event_type, count(*) AS enrollments
-FROM enrollment_event_firsts
-WHERE instance_id = $1
-GROUP BY event_type;
-
 -- name: performance_funnel
 -- Events of one instance in [$2, $3) (NULL: unbounded), counted, and counted
--- by distinct enrollment, overall, per channel and per channel and step: one
--- sort feeds all three sets. grouping_id tells them apart (bit set = column
--- not grouped; channel 2, step 1): 3 overall, 1 per channel, 0 per step.
--- Reads only idx_campaign_events_instance_time, which INCLUDEs every column.
-SELECT grouping(e.channel, e.step_number) AS grouping_id,
-       e.channel, e.step_number, e.event_type,
+-- by distinct enrollment, overall, per channel, per channel and step, per
+-- provider, and per provider and channel. grouping_id tells the sets apart (a
+-- bit is set for each of channel 4, step 2, provider 1 that is NOT grouped
+-- on): 7 overall, 3 per channel, 1 per step, 6 per provider, 2 per provider
+-- and channel. Reads only
+-- idx_campaign_events_instance_time, which INCLUDEs every column.
+SELECT grouping(e.channel, e.step_number, e.provider) AS grouping_id,
+       e.channel, e.step_number, e.provider, e.event_type,
        count(*) AS total,
        count(DISTINCT e.enrollment_id) AS enrollments
 FROM campaign_events e
@@ -92,8 +86,24 @@ WHERE e.instance_id = $1
 GROUP BY GROUPING SETS (
     (e.event_type),
     (e.channel, e.event_type),
-    (e.channel, e.step_number, e.event_type)
+    (e.channel, e.step_number, e.event_type),
+    (e.provider, e.event_type),
+    (e.provider, e.channel, e.event_type)
 );
+
+-- name: performance_reach
+-- The e-mail reach (enrollments with an e-mail sent, delivered or bounced
+-- event) overall (grouping_id 3), per step (1) and per provider (2): the
+-- denominators of the e-mail rates. Same index as the funnel.
+SELECT grouping(e.step_number, e.provider) AS grouping_id, e.step_number, e.provider,
+       count(DISTINCT e.enrollment_id) AS reach
+FROM campaign_events e
+WHERE e.instance_id = $1
+  AND e.timestamp >= coalesce($2::timestamptz, '-infinity')
+  AND e.timestamp < coalesce($3::timestamptz, 'infinity')
+  AND e.channel = 'email'
+  AND e.event_type IN ('sent', 'delivered', 'bounced')
+GROUP BY GROUPING SETS ((), (e.step_number), (e.provider));
 
 -- name: performance_totals
 -- The same events counted per provider and per UTC day (hash aggregates: no

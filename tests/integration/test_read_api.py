@@ -26,7 +26,7 @@ from litestar.testing import AsyncTestClient
 from gateway.db.pool import Pool
 from gateway.db.reads import EventFilter, Key, TimeRange, events_query
 from providers.base import EVENT_TYPES
-from tests.conftest import fixture_body, make_instance, post_webhook
+from tests.conftest import fixture_body, make_enrollment, make_instance, post_webhook
 
 Client = AsyncTestClient[Litestar]
 
@@ -172,13 +172,10 @@ def _profile(contact: str) -> str:
 
 
 async def _enroll(pool: Pool, instance_id: uuid.UUID, contact: str, at: datetime) -> None:
+    """Enrolled before any event (as the API enrolls: counted into the instance)."""
+    enrollment_id = await make_enrollment(pool, instance_id, contact, _profile(contact))
     await pool.execute(
-        "INSERT INTO campaign_enrollments (instance_id, contact_email, linkedin_url, enrolled_at)"
-        " VALUES ($1, $2, $3, $4)",
-        instance_id,
-        contact,
-        _profile(contact),
-        at,
+        "UPDATE campaign_enrollments SET enrolled_at = $2 WHERE id = $1", enrollment_id, at
     )
 
 
@@ -325,9 +322,40 @@ def expected_performance(
         return {t: len(c) for t, c in contacts.items()}
 
     overall = unique(events, ALL_TYPES)
+    # Each channel's reach: the denominators, counted from the events again.
+    email_reach_types = {"sent", "delivered", "bounced"}
 
-    def rate(part: str, whole: str) -> float | None:
-        return overall[part] / overall[whole] if overall[whole] else None
+    def reach(subset: list[Sent]) -> int:
+        return len(
+            {
+                e.contact
+                for e in subset
+                if e.channel == "email" and e.event_type in email_reach_types
+            }
+        )
+
+    def rates(
+        subset: list[Sent], channels: tuple[str, ...] = ("email", "linkedin")
+    ) -> dict[str, float | None]:
+        email = unique([e for e in subset if e.channel == "email"], ALL_TYPES)
+        linkedin = unique([e for e in subset if e.channel == "linkedin"], ALL_TYPES)
+        whole = reach(subset)
+
+        def over_reach(part: str) -> float | None:
+            return email[part] / whole if whole and "email" in channels else None
+
+        requested = linkedin["connection_requested"]
+        return {
+            "delivery_rate": over_reach("delivered"),
+            "open_rate": over_reach("opened"),
+            "click_rate": over_reach("clicked"),
+            "reply_rate": over_reach("replied"),
+            "bounce_rate": over_reach("bounced"),
+            "unsubscribe_rate": over_reach("unsubscribed"),
+            "connection_accept_rate": linkedin["connection_accepted"] / requested
+            if requested and "linkedin" in channels
+            else None,
+        }
 
     steps = sorted(
         {(e.channel, e.step) for e in events}, key=lambda k: (k[0], k[1] is None, k[1] or 0)
@@ -340,20 +368,20 @@ def expected_performance(
         "enrolled": enrolled,
         "totals": totals(events, ALL_TYPES),
         "unique": overall,
-        "rates": {
-            "delivery_rate": rate("delivered", "sent"),
-            "open_rate": rate("opened", "sent"),
-            "click_rate": rate("clicked", "sent"),
-            "reply_rate": rate("replied", "sent"),
-            "bounce_rate": rate("bounced", "sent"),
-            "unsubscribe_rate": rate("unsubscribed", "sent"),
-            "connection_accept_rate": rate("connection_accepted", "connection_requested"),
+        "reach": {
+            "email": reach(events),
+            "linkedin": unique([e for e in events if e.channel == "linkedin"], ALL_TYPES)[
+                "connection_requested"
+            ],
         },
+        "rates": rates(events),
+        "rate_definitions": RATE_DEFINITIONS,
         "by_channel": [
             {
                 "channel": channel,
                 "totals": totals((e for e in events if e.channel == channel), types),
                 "unique": unique((e for e in events if e.channel == channel), types),
+                "rates": rates([e for e in events if e.channel == channel], (channel,)),
             }
             for channel, types in CHANNEL_TYPES.items()
         ],
@@ -361,6 +389,8 @@ def expected_performance(
             {
                 "provider": provider,
                 "totals": totals((e for e in events if e.provider == provider), ALL_TYPES),
+                "unique": unique([e for e in events if e.provider == provider], ALL_TYPES),
+                "rates": rates([e for e in events if e.provider == provider]),
             }
             for provider in PROVIDERS
         ],
@@ -376,6 +406,10 @@ def expected_performance(
                     (e for e in events if (e.channel, e.step) == (channel, step)),
                     CHANNEL_TYPES[channel],
                 ),
+                # An e-mail step's rates are over the step's own reach.
+                "rates": rates(
+                    [e for e in events if (e.channel, e.step) == (channel, step)], (channel,)
+                ),
             }
             for channel, step in steps
         ],
@@ -387,6 +421,34 @@ def expected_performance(
             for day in span
         ],
     }
+
+
+def _rate_definition(channel: str, counted: str, meaning: str) -> dict[str, Any]:
+    reach = ["sent", "delivered", "bounced"] if channel == "email" else ["connection_requested"]
+    over = (
+        "with an e-mail sent, delivered or bounced"
+        if channel == "email"
+        else "with a connection requested"
+    )
+    return {
+        "numerator": {"channel": channel, "event_types": [counted]},
+        "denominator": {"channel": channel, "event_types": reach},
+        "description": f"enrollments that {meaning}, over the enrollments {over}",
+    }
+
+
+RATE_DEFINITIONS = {
+    "delivery_rate": _rate_definition("email", "delivered", "delivered e-mails"),
+    "open_rate": _rate_definition("email", "opened", "opened e-mails"),
+    "click_rate": _rate_definition("email", "clicked", "clicked e-mail links"),
+    "reply_rate": _rate_definition("email", "replied", "replied to an e-mail"),
+    "bounce_rate": _rate_definition("email", "bounced", "bounced e-mails"),
+    "unsubscribe_rate": _rate_definition("email", "unsubscribed", "unsubscribed"),
+    "connection_accept_rate": _rate_definition(
+        "linkedin", "connection_accepted", "accepted a connection"
+    ),
+}
+"""What the answer must say each rate divides (contract §5)."""
 
 
 def _days_between(first: date, last: date) -> list[date]:
