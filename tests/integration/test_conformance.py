@@ -120,3 +120,7 @@ async def _check_bounce_classes(entry: ForeignBody, db: Pool, events: list[Any])
             assert status not in (None, "bounced")
     if entry.hard_control:
         assert classes == ["hard"]
+        status = await db.fetchval(
+            "SELECT status FROM campaign_enrollments WHERE id = $1", bounces[0]["enrollment_id"]
+        )
+        assert status == "bounced"
