@@ -205,6 +205,26 @@ def build_parser() -> argparse.ArgumentParser:
     )
     purge.add_argument("--dry-run", action="store_true", help="count, delete nothing")
     purge.set_defaults(run=cmd_purge)
+
+    engagement = commands.add_parser("engagement", help="machine-open and machine-click rules")
+    engagement_commands = engagement.add_subparsers(
+        dest="engagement_command", required=True, metavar="COMMAND"
+    )
+    refresh = engagement_commands.add_parser(
+        "refresh",
+        parents=[common],
+        help="download Apple's iCloud Private Relay egress ranges",
+        description="Download the iCloud Private Relay egress ranges that Apple publishes"
+        " (Mail Privacy Protection fetches images through them) into"
+        " --data-dir/engagement/, where the gateway reads them at startup: restart"
+        " `gateway serve` afterwards. Events already stored keep their flags.",
+    )
+    refresh.add_argument(
+        "--url",
+        default=None,
+        help="where to download the CSV from (default Apple's published list)",
+    )
+    refresh.set_defaults(run=cmd_engagement_refresh)
     return parser
 
 
@@ -523,6 +543,27 @@ def cmd_purge(args: argparse.Namespace, settings: Settings) -> int:
         count = asyncio.run(run(None))
     verb = "would delete" if args.dry_run else "deleted"
     print(f"{verb} {count} deliveries received before {cutoff.isoformat()}")
+    return 0
+
+
+def cmd_engagement_refresh(args: argparse.Namespace, settings: Settings) -> int:
+    from gateway.engagement_refresh import (
+        PRIVATE_RELAY_URL,
+        RefreshError,
+        refresh_private_relay,
+    )
+
+    url = args.url or PRIVATE_RELAY_URL
+    try:
+        done = asyncio.run(refresh_private_relay(settings.data_dir, url))
+    except (RefreshError, OSError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    print(
+        f"wrote {done.networks} networks ({done.ranges} published ranges) to {done.path}"
+        + (f"; {done.skipped} unreadable lines skipped" if done.skipped else "")
+    )
+    print("restart `gateway serve` to use them for new events")
     return 0
 
 
