@@ -6,20 +6,27 @@ read-only snapshot. `unique` without a range comes from
 so the two agree by construction; with a range it is COUNT(DISTINCT
 enrollment_id) over the events in the range. Rates divide `unique` counts,
 as the contract says: `reply_rate` counts replies on either channel.
+`human` counts what people did: opens and clicks without `metadata.machine`
+(gateway/engagement.py), over the e-mail reach. `daily`, and dates given as
+`from`/`to`, are in the time zone `tz` (default the instance's
+`settings.timezone`, else UTC).
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Iterable
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, timedelta
 from enum import IntEnum
-from typing import NamedTuple, get_args
+from typing import Annotated, NamedTuple, get_args
 from uuid import UUID
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+import asyncpg
 from litestar import get
 from litestar.di import NamedDependency
-from litestar.params import FromPath
+from litestar.openapi.spec import Example
+from litestar.params import FromPath, QueryParameter
 
 from gateway.api.deps import ReadDb
 from gateway.api.params import From, To, time_range
@@ -28,6 +35,8 @@ from gateway.api.schemas import (
     ChannelCounts,
     DayTotals,
     EmailEventType,
+    HumanEngagement,
+    HumanUnique,
     LinkedinEventType,
     Performance,
     Provider,
@@ -48,31 +57,61 @@ PROVIDERS: tuple[Provider, ...] = get_args(Provider)
 #: The longest daily series answered (ten years of days).
 MAX_DAYS = 3660
 _TICK = timedelta(microseconds=1)
+UTC_ZONE = "UTC"
+
+Tz = Annotated[
+    str | None,
+    QueryParameter(
+        description="IANA time zone of `daily` and of dates given as `from`/`to`"
+        " (default: the instance's `settings.timezone`, else UTC)",
+        examples=[Example(value="Asia/Tokyo")],
+    ),
+]
 
 
 @get(
     "/campaigns/instances/{instance_id:uuid}/performance",
     summary="An instance's counts, unique counts, rates and breakdowns",
     description=(
-        "Over all time, or over [from, to). `daily` holds every UTC day from `from` (else the"
-        " day of the first event) to `to` (else the day of the last event), empty days"
-        " included."
+        "Over all time, or over [from, to). `daily` holds every day of the time zone `tz`"
+        " from `from` (else the day of the first event) to `to` (else the day of the last"
+        " event), empty days included. `human` counts opens and clicks that no privacy proxy"
+        " or security scanner made."
     ),
     responses=problems(400, 404),
 )
 async def instance_performance(
-    db: NamedDependency[ReadDb], instance_id: FromPath[UUID], from_: From = None, to: To = None
+    db: NamedDependency[ReadDb],
+    instance_id: FromPath[UUID],
+    from_: From = None,
+    to: To = None,
+    tz: Tz = None,
 ) -> Performance:
-    period = time_range(from_, to)
+    asked = None if tz is None else zone_named(tz, "`tz`")
+    time_range(from_, to, asked or ZoneInfo(UTC_ZONE))  # a malformed time is a 400 before a 404
     async with (
         db.connection() as conn,
         conn.transaction(isolation="repeatable_read", readonly=True),
     ):
-        enrolled = await reads.performance_enrolled(conn, instance_id, period)
-        if enrolled is None:
+        exists, own = await reads.instance_timezone(conn, instance_id)
+        if not exists:
             raise NotFound(f"no campaign instance {instance_id}")
+        if asked is not None:
+            zone = asked
+        elif own is not None:
+            zone = zone_named(own, "the instance's settings.timezone; pass `tz` instead:")
+        else:
+            zone = ZoneInfo(UTC_ZONE)
+        period = time_range(from_, to, zone)
+        enrolled = await reads.performance_enrolled(conn, instance_id, period) or 0
         funnel = await reads.performance_funnel(conn, instance_id, period)
-        totals = await reads.performance_totals(conn, instance_id, period)
+        try:
+            totals = await reads.performance_totals(conn, instance_id, period, zone.key)
+            human = await reads.performance_human(conn, instance_id, period, zone.key)
+        except asyncpg.InvalidParameterValueError as exc:  # a zone Python knows, PostgreSQL not
+            raise BadRequest(
+                f"time zone {zone.key!r} is not known to the database", field="tz"
+            ) from exc
         firsts = None if any(period) else await reads.performance_firsts(conn, instance_id)
     return summarize(
         instance_id,
@@ -81,7 +120,17 @@ async def instance_performance(
         [FunnelRow(**row) for row in funnel],
         [TotalRow(**row) for row in totals],
         firsts,
+        zone=zone,
+        human=[HumanRow(**row) for row in human],
     )
+
+
+def zone_named(name: str, what: str) -> ZoneInfo:
+    """The IANA time zone of that name; an unknown one is a 400 naming `tz`."""
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError, OSError) as exc:
+        raise BadRequest(f"{what} {name[:80]!r} is not a known IANA time zone", field="tz") from exc
 
 
 class FunnelSet(IntEnum):
@@ -112,6 +161,24 @@ class TotalRow(NamedTuple):
     total: int
 
 
+class HumanSet(IntEnum):
+    """`grouping(step_number, day)` of each set of `performance_human`."""
+
+    OVERALL = 0b11
+    BY_STEP = 0b01
+    BY_DAY = 0b10
+
+
+class HumanRow(NamedTuple):
+    """Enrollments per measure (`reach`, `opened`, `clicked`) in one set of `performance_human`."""
+
+    grouping_id: int
+    step_number: int | None
+    day: date | None
+    measure: str
+    enrollments: int
+
+
 class Tally:
     """Events and distinct enrollments per event type, for one bucket."""
 
@@ -138,6 +205,9 @@ def summarize(
     funnel: Iterable[FunnelRow],
     totals: Iterable[TotalRow],
     firsts: dict[str, int] | None,
+    *,
+    zone: ZoneInfo,
+    human: Iterable[HumanRow] = (),
 ) -> Performance:
     """The response from the query rows; `firsts`, when given, is `unique`."""
     overall = Tally()
@@ -160,15 +230,22 @@ def summarize(
             by_provider[total.provider].add(total.event_type, total.total)
         elif total.day is not None:
             by_day[total.day].add(total.event_type, total.total)
+    people: defaultdict[tuple[int, int | date | None], dict[str, int]] = defaultdict(dict)
+    for measured in human:
+        bucket = measured.step_number if measured.grouping_id == HumanSet.BY_STEP else measured.day
+        people[(measured.grouping_id, bucket)][measured.measure] = measured.enrollments
     unique = overall.unique_for(ALL_TYPES) if firsts is None else _filled(firsts, ALL_TYPES)
+    overall_human = _human(people[(HumanSet.OVERALL, None)])
     return Performance(
         instance_id=instance_id,
         from_=period.start,
         to=period.end,
+        tz=zone.key,
         enrolled=enrolled,
         totals=overall.totals_for(ALL_TYPES),
         unique=unique,
-        rates=_rates(unique),
+        rates=_rates(unique, overall_human),
+        human=overall_human,
         by_channel=[
             ChannelCounts(
                 channel=channel,
@@ -187,17 +264,33 @@ def summarize(
                 step_number=step,
                 totals=by_step[(channel, step)].totals_for(CHANNEL_TYPES[channel]),
                 unique=by_step[(channel, step)].unique_for(CHANNEL_TYPES[channel]),
+                human=_human(people[(HumanSet.BY_STEP, step)]) if channel == "email" else None,
             )
             for channel, step in sorted(by_step, key=_step_order)
         ],
         daily=[
-            DayTotals(day=day, totals=by_day[day].totals_for(ALL_TYPES))
-            for day in _days(period, set(by_day))
+            DayTotals(
+                day=day,
+                totals=by_day[day].totals_for(ALL_TYPES),
+                human=_human(people[(HumanSet.BY_DAY, day)]),
+            )
+            for day in _days(period, set(by_day), zone)
         ],
     )
 
 
-def _rates(unique: dict[str, int]) -> Rates:
+def _human(counts: dict[str, int]) -> HumanEngagement:
+    reach = counts.get("reach", 0)
+    opened, clicked = counts.get("opened", 0), counts.get("clicked", 0)
+    return HumanEngagement(
+        unique=HumanUnique(opened=opened, clicked=clicked),
+        email_reach=reach,
+        human_open_rate=_ratio(opened, reach),
+        human_click_rate=_ratio(clicked, reach),
+    )
+
+
+def _rates(unique: dict[str, int], human: HumanEngagement) -> Rates:
     sent = unique["sent"]
     return Rates(
         delivery_rate=_ratio(unique["delivered"], sent),
@@ -209,6 +302,8 @@ def _rates(unique: dict[str, int]) -> Rates:
         connection_accept_rate=_ratio(
             unique["connection_accepted"], unique["connection_requested"]
         ),
+        human_open_rate=human.human_open_rate,
+        human_click_rate=human.human_click_rate,
     )
 
 
@@ -226,10 +321,10 @@ def _step_order(key: tuple[Channel, int | None]) -> tuple[str, bool, int]:
     return channel, step is None, step or 0
 
 
-def _days(period: reads.TimeRange, seen: set[date]) -> list[date]:
-    """Every UTC day of the range; an open side ends at the first or last day with events."""
-    first = _utc_day(period.start) if period.start else min(seen, default=None)
-    last = _utc_day(period.end - _TICK) if period.end else max(seen, default=None)
+def _days(period: reads.TimeRange, seen: set[date], zone: ZoneInfo) -> list[date]:
+    """Every day (in `zone`) of the range; an open side ends at the first or last event's day."""
+    first = period.start.astimezone(zone).date() if period.start else min(seen, default=None)
+    last = (period.end - _TICK).astimezone(zone).date() if period.end else max(seen, default=None)
     if first is None or last is None or first > last:
         return []
     if (last - first).days >= MAX_DAYS:
@@ -237,7 +332,3 @@ def _days(period: reads.TimeRange, seen: set[date]) -> list[date]:
             f"the daily series would span more than {MAX_DAYS} days; narrow from/to", field="from"
         )
     return [first + timedelta(days=n) for n in range((last - first).days + 1)]
-
-
-def _utc_day(moment: datetime) -> date:
-    return moment.astimezone(UTC).date()

@@ -181,6 +181,27 @@ class ChannelCounts(msgspec.Struct, frozen=True, kw_only=True):
     unique: dict[str, int]
 
 
+class HumanUnique(msgspec.Struct, frozen=True, kw_only=True):
+    """Enrollments a person (not a proxy or a scanner) engaged in."""
+
+    opened: int
+    """With an unflagged open, or any open when the enrollment clicked unflagged or replied."""
+    clicked: int
+    """With an unflagged click."""
+
+
+class HumanEngagement(msgspec.Struct, frozen=True, kw_only=True):
+    """Human opens and clicks (events without `metadata.machine`) and their rates."""
+
+    unique: HumanUnique
+    email_reach: int
+    """Enrollments with at least one e-mail `sent`, `delivered` or `bounced` event."""
+    human_open_rate: float | None
+    """`unique.opened` / `email_reach`; null when the reach is 0."""
+    human_click_rate: float | None
+    """`unique.clicked` / `email_reach`; null when the reach is 0."""
+
+
 class StepCounts(msgspec.Struct, frozen=True, kw_only=True):
     """One sequence step's funnel; `step_number` is null for events without a step."""
 
@@ -188,6 +209,8 @@ class StepCounts(msgspec.Struct, frozen=True, kw_only=True):
     step_number: int | None
     totals: dict[str, int]
     unique: dict[str, int]
+    human: HumanEngagement | None
+    """E-mail steps only (null on LinkedIn steps)."""
 
 
 class ProviderTotals(msgspec.Struct, frozen=True, kw_only=True):
@@ -198,10 +221,12 @@ class ProviderTotals(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class DayTotals(msgspec.Struct, frozen=True, kw_only=True):
-    """Events per type on one UTC day."""
+    """Events per type on one day of the answer's time zone (`tz`)."""
 
     day: date
     totals: dict[str, int]
+    human: HumanEngagement
+    """Human engagement, and the e-mail reach, among that day's events."""
 
 
 class Rates(msgspec.Struct, frozen=True, kw_only=True):
@@ -217,6 +242,10 @@ class Rates(msgspec.Struct, frozen=True, kw_only=True):
     bounce_rate: float | None
     unsubscribe_rate: float | None
     connection_accept_rate: float | None
+    human_open_rate: float | None
+    """`human.unique.opened` over the e-mail reach (`human.email_reach`)."""
+    human_click_rate: float | None
+    """`human.unique.clicked` over the e-mail reach (`human.email_reach`)."""
 
 
 class Performance(msgspec.Struct, frozen=True, kw_only=True):
@@ -225,6 +254,8 @@ class Performance(msgspec.Struct, frozen=True, kw_only=True):
     instance_id: UUID
     from_: datetime | None = msgspec.field(name="from")
     to: datetime | None
+    tz: str
+    """The IANA time zone of `daily` and of dates given as `from`/`to`."""
     enrolled: int
     """Enrollments of the instance (with a range: those enrolled in it)."""
     totals: dict[str, int]
@@ -232,6 +263,8 @@ class Performance(msgspec.Struct, frozen=True, kw_only=True):
     unique: dict[str, int]
     """Enrollments with at least one event of each type."""
     rates: Rates
+    human: HumanEngagement
+    """What people did: opens and clicks without a machine flag (contract §8)."""
     by_channel: list[ChannelCounts]
     by_provider: list[ProviderTotals]
     by_step: list[StepCounts]

@@ -83,10 +83,24 @@ async def performance_funnel(
 
 
 async def performance_totals(
-    conn: Connection, instance_id: UUID, period: TimeRange
+    conn: Connection, instance_id: UUID, period: TimeRange, zone: str
 ) -> list[Record]:
-    """Events per provider and per UTC day (provider NULL on day rows)."""
-    rows: list[Record] = await conn.fetch(READS["performance_totals"], instance_id, *period)
+    """Events per provider and per day in `zone` (provider NULL on day rows)."""
+    rows: list[Record] = await conn.fetch(READS["performance_totals"], instance_id, *period, zone)
+    return rows
+
+
+async def instance_timezone(conn: Connection, instance_id: UUID) -> tuple[bool, str | None]:
+    """Whether the instance exists, and its `settings.timezone` when that is a string."""
+    row = await conn.fetchrow(READS["instance_timezone"], instance_id)
+    return (False, None) if row is None else (True, row["timezone"])
+
+
+async def performance_human(
+    conn: Connection, instance_id: UUID, period: TimeRange, zone: str
+) -> list[Record]:
+    """Human opens and clicks and the e-mail reach: overall, per step, per day in `zone`."""
+    rows: list[Record] = await conn.fetch(READS["performance_human"], instance_id, *period, zone)
     return rows
 
 

@@ -67,6 +67,54 @@ SELECT (SELECT count(*)
 FROM campaign_instances i
 WHERE i.id = $1;
 
+-- name: instance_timezone
+-- The instance's own time zone (settings.timezone), the default of `daily`;
+-- no row when the instance does not exist.
+SELECT CASE WHEN jsonb_typeof(settings -> 'timezone') = 'string'
+            THEN settings ->> 'timezone' END AS timezone
+FROM campaign_instances
+WHERE id = $1;
+
+-- name: performance_human
+-- Human engagement (contract §8) and the e-mail reach it is a rate of, among the
+-- instance's e-mail events in [$2, $3): overall, per step, and per day in time
+-- zone $4. Reach: enrollments with an e-mail sent, delivered or bounced event.
+-- Human clicks: without metadata.machine. Human opens: without it, or any open
+-- of an enrollment that clicked unflagged or replied (by e-mail) in the range.
+-- metadata lives in the heap, so this reads the rows of the instance's e-mail
+-- events, not the covering index alone. grouping_id: 3 overall, 1 per step,
+-- 2 per day (bit set = column not grouped; step 2, day 1).
+WITH e AS (
+    SELECT enrollment_id, event_type, step_number,
+           (timestamp AT TIME ZONE $4::text)::date AS day,
+           event_type IN ('opened', 'clicked') AND metadata ? 'machine' AS machine
+    FROM campaign_events
+    WHERE instance_id = $1
+      AND channel = 'email'
+      AND event_type IN ('sent', 'delivered', 'bounced', 'opened', 'clicked', 'replied')
+      AND timestamp >= coalesce($2::timestamptz, '-infinity')
+      AND timestamp < coalesce($3::timestamptz, 'infinity')
+),
+vouched AS (
+    SELECT DISTINCT enrollment_id
+    FROM e
+    WHERE event_type = 'replied' OR (event_type = 'clicked' AND NOT machine)
+),
+counted AS (
+    SELECT e.enrollment_id, e.step_number, e.day,
+           CASE WHEN e.event_type IN ('sent', 'delivered', 'bounced') THEN 'reach'
+                ELSE e.event_type END AS measure
+    FROM e
+    LEFT JOIN vouched v ON v.enrollment_id = e.enrollment_id
+    WHERE e.event_type IN ('sent', 'delivered', 'bounced')
+       OR (e.event_type = 'clicked' AND NOT e.machine)
+       OR (e.event_type = 'opened' AND (NOT e.machine OR v.enrollment_id IS NOT NULL))
+)
+SELECT grouping(step_number, day) AS grouping_id, step_number, day, measure,
+       count(DISTINCT enrollment_id) AS enrollments
+FROM counted
+GROUP BY GROUPING SETS ((measure), (step_number, measure), (day, measure));
+
 -- name: performance_firsts
 -- Enrollments with at least one event of each type, from the exact rollup that
 -- also moves the instance counters (migration 0003): `unique` without a range.
@@ -96,11 +144,11 @@ GROUP BY GROUPING SETS (
 );
 
 -- name: performance_totals
--- The same events counted per provider and per UTC day (hash aggregates: no
--- distinct count here, so no sort). A NULL provider marks a day row.
+-- The same events counted per provider and per day in time zone $4 (hash
+-- aggregates: no distinct count here, so no sort). A NULL provider marks a day row.
 SELECT e.provider, e.day, e.event_type, count(*) AS total
 FROM (
-    SELECT provider, event_type, (timestamp AT TIME ZONE 'UTC')::date AS day
+    SELECT provider, event_type, (timestamp AT TIME ZONE $4::text)::date AS day
     FROM campaign_events
     WHERE instance_id = $1
       AND timestamp >= coalesce($2::timestamptz, '-infinity')
