@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import atexit
 import os
+import shutil
 import signal
 import sys
 import time
@@ -321,6 +323,8 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     print("Webhook URLs with their secrets: gateway urls; the API key: gateway api-key")
     sys.stdout.flush()
     # Workers build their app from the environment: hand them what we resolved.
+    if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(shared_metrics_dir(settings.data_dir))
     os.environ["DATABASE_URL"] = url
     os.environ["GATEWAY_DATA_DIR"] = str(settings.data_dir)
     os.environ["GATEWAY_LOG_FORMAT"] = settings.log_format
@@ -340,6 +344,35 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
         timeout_graceful_shutdown=10,
     )
     return 0
+
+
+def shared_metrics_dir(data_dir: Path) -> Path:
+    """A fresh directory where this server's workers share their metrics, removed at exit.
+
+    One per `gateway serve` process (several may share a data dir); those left by
+    servers that are gone are removed first. It must be in the environment
+    before any worker imports prometheus_client.
+    """
+    base = data_dir / "metrics"
+    if base.is_dir():
+        for old in base.iterdir():
+            if old.name.isdigit() and not _alive(int(old.name)):
+                shutil.rmtree(old, ignore_errors=True)
+    mine = base / str(os.getpid())
+    shutil.rmtree(mine, ignore_errors=True)
+    mine.mkdir(parents=True, mode=0o700)
+    atexit.register(shutil.rmtree, mine, ignore_errors=True)
+    return mine
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def cmd_migrate(args: argparse.Namespace, settings: Settings) -> int:

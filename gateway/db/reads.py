@@ -196,3 +196,23 @@ async def list_enrollments(
         READS["list_enrollments"], instance_id, status, *(after or (None, None)), limit
     )
     return rows
+
+
+async def provider_last_delivery(
+    conn: Connection, providers: tuple[str, ...]
+) -> dict[str, datetime | None]:
+    """When each provider's newest non-rejected delivery arrived (None: none stored)."""
+    rows = await conn.fetch(READS["provider_last_delivery"], list(providers))
+    return {r["provider"]: r["last_at"] for r in rows}
+
+
+async def delivery_backlog(conn: Connection, statuses: tuple[str, ...]) -> dict[str, int]:
+    """Stored deliveries in each of these statuses."""
+    rows = await conn.fetch(READS["delivery_backlog"], list(statuses))
+    return {r["status"]: r["deliveries"] for r in rows}
+
+
+async def silent_instances(conn: Connection) -> list[Record]:
+    """Active instances' providers silent longer than the instance allows, longest first."""
+    rows: list[Record] = await conn.fetch(READS["silent_instances"])
+    return rows

@@ -203,3 +203,68 @@ WHERE e.instance_id = $1
                                coalesce($4::uuid, '00000000-0000-0000-0000-000000000000'))
 ORDER BY e.enrolled_at, e.id
 LIMIT $5;
+
+-- name: provider_last_delivery
+-- Freshness for /metrics: per provider, when its newest stored delivery that was
+-- not rejected arrived (NULL: none). One backward step of
+-- idx_webhook_deliveries_provider_received per provider (status checked on the
+-- rows it passes), whatever the table's size.
+SELECT p.provider,
+       (SELECT w.received_at
+        FROM webhook_deliveries w
+        WHERE w.provider = p.provider AND w.status <> 'rejected'
+        ORDER BY w.received_at DESC, w.id DESC
+        LIMIT 1) AS last_at
+FROM unnest($1::text[]) AS p (provider);
+
+-- name: delivery_backlog
+-- Stored deliveries per status (pending, rejected, unmatched) for /metrics: an
+-- index-only count over idx_webhook_deliveries_status_received per status, so
+-- it costs in proportion to the rows in those statuses, not to the table.
+SELECT s.status,
+       (SELECT count(*) FROM webhook_deliveries w WHERE w.status = s.status) AS deliveries
+FROM unnest($1::text[]) AS s (status);
+
+-- name: silent_instances
+-- GET /api/alerts: active instances whose providers have sent no event for
+-- longer than the instance's settings.silence_after_hours (default 24; a value
+-- that is not a positive number counts as the default). One row per instance
+-- and provider it uses (a campaign key for it, or email_provider /
+-- linkedin_provider naming it); silent since its last event, or since the
+-- instance started when none came yet. A provider's last event is a backward
+-- walk of idx_campaign_events_instance_time (provider is INCLUDEd there).
+WITH active AS (
+    SELECT i.id, i.name, coalesce(i.started_at, i.created_at) AS started_at, i.provider_config AS pc,
+           CASE WHEN jsonb_typeof(i.settings -> 'silence_after_hours') = 'number'
+                     AND (i.settings ->> 'silence_after_hours')::float8 > 0
+                THEN least((i.settings ->> 'silence_after_hours')::float8, 876000)
+                ELSE 24 END AS hours
+    FROM campaign_instances i
+    WHERE i.status = 'active'
+),
+used AS (
+    SELECT a.id, a.name, a.started_at, a.hours, p.provider
+    FROM active a
+    CROSS JOIN LATERAL (VALUES
+        ('lemlist', a.pc ?| ARRAY['lemlist_campaign_id', 'lemlist_campaign_ids']),
+        ('postmark', a.pc ?| ARRAY['postmark_tag', 'postmark_tags']),
+        ('phantombuster', a.pc ?| ARRAY['phantombuster_agent_id', 'phantombuster_agent_ids'])
+    ) AS p (provider, keyed)
+    WHERE p.keyed
+       OR a.pc ->> 'email_provider' = p.provider
+       OR a.pc ->> 'linkedin_provider' = p.provider
+),
+last AS (
+    SELECT u.*,
+           (SELECT e.timestamp
+            FROM campaign_events e
+            WHERE e.instance_id = u.id AND e.provider = u.provider
+            ORDER BY e.timestamp DESC
+            LIMIT 1) AS last_event_at
+    FROM used u
+)
+SELECT id AS instance_id, name AS instance_name, provider, last_event_at,
+       coalesce(last_event_at, started_at) AS silent_since, hours AS silence_after_hours
+FROM last
+WHERE coalesce(last_event_at, started_at) < now() - make_interval(secs => hours * 3600)
+ORDER BY silent_since, instance_name, provider;
