@@ -271,6 +271,27 @@ class Performance(msgspec.Struct, frozen=True, kw_only=True):
     daily: list[DayTotals]
 
 
+class SilentProvider(msgspec.Struct, frozen=True, kw_only=True):
+    """An active instance's provider that has sent no event for longer than allowed."""
+
+    kind: Literal["silent_provider"] = "silent_provider"
+    instance_id: UUID
+    instance_name: str
+    provider: Provider
+    silent_since: datetime
+    """The provider's last event for the instance, or when the instance started."""
+    last_event_at: datetime | None
+    """Null when the provider never sent an event for the instance."""
+    silence_after_hours: float
+    """The instance's `settings.silence_after_hours` (24 when unset)."""
+
+
+class AlertList(msgspec.Struct, frozen=True, kw_only=True):
+    """Everything that needs a look now, longest silence first."""
+
+    items: list[SilentProvider]
+
+
 class Event(msgspec.Struct, frozen=True, kw_only=True):
     """One normalized event; `enrollment_id` is null while unmatched."""
 
