@@ -227,6 +227,21 @@ def build_parser() -> argparse.ArgumentParser:
         help="where to download the CSV from (default Apple's published list)",
     )
     refresh.set_defaults(run=cmd_engagement_refresh)
+
+    erase = commands.add_parser(
+        "erase",
+        parents=[common],
+        help="remove one person from every instance (GDPR erasure)",
+        description="Remove one person from every instance: their enrollments (the"
+        " instance counters follow), their events, and every stored raw delivery that"
+        " mentions them (all stored bodies are read). Without --yes, only shows what it"
+        " would remove.",
+    )
+    who = erase.add_mutually_exclusive_group(required=True)
+    who.add_argument("--email", metavar="ADDRESS", help="the person's e-mail address (any case)")
+    who.add_argument("--linkedin-url", metavar="URL", help="the person's LinkedIn profile URL")
+    erase.add_argument("--yes", action="store_true", help="really erase (default: a dry run)")
+    erase.set_defaults(run=cmd_erase)
     return parser
 
 
@@ -597,6 +612,32 @@ def cmd_engagement_refresh(args: argparse.Namespace, settings: Settings) -> int:
         + (f"; {done.skipped} unreadable lines skipped" if done.skipped else "")
     )
     print("restart `gateway serve` to use them for new events")
+    return 0
+
+
+def cmd_erase(args: argparse.Namespace, settings: Settings) -> int:
+    from gateway.erase import Person, PersonError, erase, plan, render
+
+    try:
+        person = Person.of(args.email, args.linkedin_url)
+    except PersonError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    url = database_url(settings)
+
+    async def run() -> str:
+        conn = await _connect(url)
+        try:
+            started = time.monotonic()
+            found = await plan(conn, person)
+            seconds = time.monotonic() - started
+            if args.yes:
+                await erase(conn, found)
+            return render(found, seconds, erased=args.yes)
+        finally:
+            await conn.close()
+
+    print(asyncio.run(run()))
     return 0
 
 
