@@ -28,6 +28,7 @@ refreshed address lists once.
 from __future__ import annotations
 
 import bisect
+import functools
 import ipaddress
 import re
 from collections.abc import Iterable, Mapping, Sequence
@@ -249,6 +250,27 @@ def load_static_rules(data_dir: Path) -> StaticRules:
         apple += read_cidrs(refreshed.read_text())
     scanners = read_cidrs((package / SCANNER_NETWORKS_FILE).read_text())
     return StaticRules(Networks(apple), Networks(scanners))
+
+
+def static_rules_for(data_dir: Path) -> StaticRules:
+    """`load_static_rules`, read again only when the refreshed list changed.
+
+    Every Ingestor and Reprocessor takes its rules from here (the management
+    API builds a Reprocessor per request): a refreshed list of several hundred
+    thousand ranges is parsed once per change, not once per request.
+    """
+    refreshed = data_dir / "engagement" / PRIVATE_RELAY_FILE
+    try:
+        stamp = refreshed.stat().st_mtime_ns
+    except OSError:
+        stamp = None
+    return _cached_rules(data_dir.resolve(), stamp)
+
+
+@functools.lru_cache(maxsize=4)
+def _cached_rules(data_dir: Path, stamp: int | None) -> StaticRules:
+    # `stamp` (the refreshed file's mtime) is part of the cache key only.
+    return load_static_rules(data_dir)
 
 
 def _flag(kind: Kind, rule: Rule) -> Machine:

@@ -27,7 +27,7 @@ import structlog
 
 from gateway.db import queries
 from gateway.db.pool import Connection, Pool, connection
-from gateway.engagement import StaticRules, load_static_rules
+from gateway.engagement import StaticRules, static_rules_for
 from gateway.errors import Unavailable
 from gateway.fetch import Fetched, FetchError, ResultFetcher
 from gateway.settings import Settings
@@ -187,7 +187,7 @@ class Ingestor:
         self._pool = pool
         self._settings = settings
         self._fetcher = fetcher
-        self._rules = load_static_rules(settings.data_dir)
+        self._rules = static_rules_for(settings.data_dir)
         self._writers = settings.writers if writers is None else writers
         self._batch_max = batch_max or settings.batch_max
         self._queue: asyncio.Queue[_Job] = asyncio.Queue(queue_max or settings.queue_max)

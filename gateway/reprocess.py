@@ -30,7 +30,7 @@ from asyncpg import Record
 
 from gateway.db import queries
 from gateway.db.pool import Connection, Pool, connection
-from gateway.engagement import load_static_rules
+from gateway.engagement import static_rules_for
 from gateway.errors import Unavailable
 from gateway.fetch import ResultFetcher
 from gateway.ingest import (
@@ -126,7 +126,7 @@ class Reprocessor:
         self._pool = pool
         self._settings = settings
         self._fetcher = fetcher
-        self._rules = load_static_rules(settings.data_dir)
+        self._rules = static_rules_for(settings.data_dir)
         self._batch_size = batch_size
         self._dry_run = dry_run
 

@@ -21,6 +21,7 @@ from gateway.engagement import (
     human,
     load_static_rules,
     read_cidrs,
+    static_rules_for,
 )
 from providers import lemlist, postmark
 from tests.conftest import fixture_body
@@ -113,6 +114,17 @@ def test_refreshed_private_relay_ranges_are_loaded_from_the_data_dir(tmp_path: P
     rules = load_static_rules(tmp_path)
     assert "172.224.226.5" in rules.apple
     assert "17.1.1.1" in rules.apple  # the shipped list stays
+
+
+def test_rules_are_parsed_again_only_when_the_refreshed_list_changes(tmp_path: Path) -> None:
+    first = static_rules_for(tmp_path)
+    assert static_rules_for(tmp_path) is first
+    (tmp_path / "engagement").mkdir()
+    refreshed = tmp_path / "engagement" / "icloud-private-relay-egress.txt"
+    refreshed.write_text("172.224.226.0/27\n")
+    second = static_rules_for(tmp_path)
+    assert second is not first and "172.224.226.5" in second.apple
+    assert static_rules_for(tmp_path) is second
 
 
 def _postmark(name: str, **changes: Any) -> bytes:
