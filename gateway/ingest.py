@@ -28,6 +28,7 @@ import structlog
 
 from gateway.db import queries
 from gateway.db.pool import Connection, Pool, connection
+from gateway.engagement import StaticRules, static_rules_for
 from gateway.errors import Unavailable
 from gateway.fetch import Fetched, FetchError, ResultFetcher
 from gateway.settings import Settings
@@ -121,12 +122,16 @@ async def normalize(
     headers: Mapping[str, str],
     fetcher: ResultFetcher,
     stored: bytes | None = None,
+    *,
+    rules: StaticRules,
 ) -> Normalized:
     """Parse, and fetch what a PhantomBuster webhook left out (ingestion and reprocess).
 
     `stored` is a result object fetched earlier, used before fetching again.
     A result may point elsewhere once (an API answer holding a result file's
     jsonUrl, as legacy scripts save it): at most FETCH_HOPS fetches are made.
+    Opens and clicks get their static machine flag (`rules`) here, so that it
+    is written with the event.
     """
     try:
         parsed = parse_delivery(provider, body, headers, None)
@@ -149,7 +154,7 @@ async def normalize(
         return Normalized("pending", "fetched result points elsewhere again", [], fetched)
     if not parsed.events:
         return Normalized("ignored", parsed.ignored, [], fetched)
-    return Normalized(None, None, parsed.events, fetched)
+    return Normalized(None, None, rules.apply(parsed.events), fetched)
 
 
 @dataclasses.dataclass(eq=False)
@@ -184,6 +189,7 @@ class Ingestor:
         self._pool = pool
         self._settings = settings
         self._fetcher = fetcher
+        self._rules = static_rules_for(settings.data_dir)
         self._writers = settings.writers if writers is None else writers
         self._batch_max = batch_max or settings.batch_max
         self._queue: asyncio.Queue[_Job] = asyncio.Queue(queue_max or settings.queue_max)
@@ -224,7 +230,9 @@ class Ingestor:
 
     async def ingest(self, delivery: Delivery) -> Outcome:
         """Parse, fetch what PhantomBuster left out, and commit; never loses the raw body."""
-        n = await normalize(delivery.provider, delivery.body, delivery.headers, self._fetcher)
+        n = await normalize(
+            delivery.provider, delivery.body, delivery.headers, self._fetcher, rules=self._rules
+        )
         if n.status is not None:
             return await self.record(
                 delivery, n.status, cause=n.cause, field=n.field, fetched=n.fetched

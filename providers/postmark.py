@@ -380,6 +380,8 @@ def _client_details(record: _Tracked) -> dict[str, object]:
         "os": _name(record.OS),
         "geo_country": clean_text(geo.get("Country")),
         "geo_city": clean_text(geo.get("City")),
+        # The fetching address: the static machine rules compare it with proxy networks.
+        "geo_ip": clean_text(geo.get("IP")),
     }
 
 

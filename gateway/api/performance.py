@@ -7,20 +7,27 @@ answer says which in `rate_definitions`: e-mail rates count e-mail events over
 the enrollments with an e-mail `sent`, `delivered` or `bounced` event (Postmark
 reports no `sent`), `connection_accept_rate` is over `connection_requested`.
 The same definitions give the rates per channel, per step and per provider.
+`human` counts what people did: opens and clicks without `metadata.machine`
+(gateway/engagement.py), over the e-mail reach. `daily`, and dates given as
+`from`/`to`, are in the time zone `tz` (default the instance's
+`settings.timezone`, else UTC).
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Iterable
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, timedelta
 from enum import IntEnum
-from typing import NamedTuple, get_args
+from typing import Annotated, NamedTuple, get_args
 from uuid import UUID
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+import asyncpg
 from litestar import get
 from litestar.di import NamedDependency
-from litestar.params import FromPath
+from litestar.openapi.spec import Example
+from litestar.params import FromPath, QueryParameter
 
 from gateway.api.deps import ReadDb
 from gateway.api.params import From, To, time_range
@@ -30,6 +37,8 @@ from gateway.api.schemas import (
     CountRule,
     DayTotals,
     EmailEventType,
+    HumanEngagement,
+    HumanUnique,
     LinkedinEventType,
     Performance,
     Provider,
@@ -52,40 +61,78 @@ PROVIDERS: tuple[Provider, ...] = get_args(Provider)
 #: The longest daily series answered (ten years of days).
 MAX_DAYS = 3660
 _TICK = timedelta(microseconds=1)
+UTC_ZONE = "UTC"
+
+Tz = Annotated[
+    str | None,
+    QueryParameter(
+        description="IANA time zone of `daily` and of dates given as `from`/`to`"
+        " (default: the instance's `settings.timezone`, else UTC)",
+        examples=[Example(value="Asia/Tokyo")],
+    ),
+]
 
 
 @get(
     "/campaigns/instances/{instance_id:uuid}/performance",
     summary="An instance's counts, unique counts, rates and breakdowns",
     description=(
-        "Over all time, or over [from, to). `daily` holds every UTC day from `from` (else the"
-        " day of the first event) to `to` (else the day of the last event), empty days"
-        " included."
+        "Over all time, or over [from, to). `daily` holds every day of the time zone `tz`"
+        " from `from` (else the day of the first event) to `to` (else the day of the last"
+        " event), empty days included. `human` counts opens and clicks that no privacy proxy"
+        " or security scanner made."
     ),
     responses=problems(400, 404),
 )
 async def instance_performance(
-    db: NamedDependency[ReadDb], instance_id: FromPath[UUID], from_: From = None, to: To = None
+    db: NamedDependency[ReadDb],
+    instance_id: FromPath[UUID],
+    from_: From = None,
+    to: To = None,
+    tz: Tz = None,
 ) -> Performance:
-    period = time_range(from_, to)
+    asked = None if tz is None else zone_named(tz, "`tz`")
+    time_range(from_, to, asked or ZoneInfo(UTC_ZONE))  # a malformed time is a 400 before a 404
     async with (
         db.connection() as conn,
         conn.transaction(isolation="repeatable_read", readonly=True),
     ):
-        enrolled = await reads.performance_enrolled(conn, instance_id, period)
-        if enrolled is None:
+        exists, own = await reads.instance_timezone(conn, instance_id)
+        if not exists:
             raise NotFound(f"no campaign instance {instance_id}")
+        if asked is not None:
+            zone = asked
+        elif own is not None:
+            zone = zone_named(own, "the instance's settings.timezone; pass `tz` instead:")
+        else:
+            zone = ZoneInfo(UTC_ZONE)
+        period = time_range(from_, to, zone)
+        enrolled = await reads.performance_enrolled(conn, instance_id, period) or 0
         funnel = await reads.performance_funnel(conn, instance_id, period)
-        reach = await reads.performance_reach(conn, instance_id, period)
-        totals = await reads.performance_totals(conn, instance_id, period)
+        try:
+            totals = await reads.performance_totals(conn, instance_id, period, zone.key)
+            human = await reads.performance_human(conn, instance_id, period, zone.key)
+        except asyncpg.InvalidParameterValueError as exc:  # a zone Python knows, PostgreSQL not
+            raise BadRequest(
+                f"time zone {zone.key!r} is not known to the database", field="tz"
+            ) from exc
     return summarize(
         instance_id,
         period,
         enrolled,
         [FunnelRow(**row) for row in funnel],
-        [ReachRow(**row) for row in reach],
         [TotalRow(**row) for row in totals],
+        [HumanRow(**row) for row in human],
+        zone=zone,
     )
+
+
+def zone_named(name: str, what: str) -> ZoneInfo:
+    """The IANA time zone of that name; an unknown one is a 400 naming `tz`."""
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError, OSError) as exc:
+        raise BadRequest(f"{what} {name[:80]!r} is not a known IANA time zone", field="tz") from exc
 
 
 class FunnelSet(IntEnum):
@@ -108,23 +155,6 @@ class FunnelRow(NamedTuple):
     event_type: str
     total: int
     enrollments: int
-
-
-class ReachSet(IntEnum):
-    """`grouping(step_number, provider)` of each set of `performance_reach`."""
-
-    OVERALL = 0b11
-    BY_STEP = 0b01
-    BY_PROVIDER = 0b10
-
-
-class ReachRow(NamedTuple):
-    """The e-mail reach of one set of `performance_reach`."""
-
-    grouping_id: int
-    step_number: int | None
-    provider: Provider | None
-    reach: int
 
 
 #: Enrollments with any of these e-mail events have been reached by e-mail.
@@ -155,16 +185,52 @@ RATE_DEFINITIONS: dict[str, RateDefinition] = {
         ),
     )
     for name, (channel, event_type, meaning) in RATES.items()
+} | {
+    f"human_{kind}_rate": RateDefinition(
+        numerator=CountRule(channel="email", event_types=[event_type], human=True),
+        denominator=CountRule(channel="email", event_types=list(EMAIL_REACH)),
+        description=f"enrollments where a person {verb} an e-mail (no privacy proxy or scanner),"
+        " over the enrollments with an e-mail sent, delivered or bounced",
+    )
+    for kind, event_type, verb in (("open", "opened", "opened"), ("click", "clicked", "clicked"))
 }
 
 
 class TotalRow(NamedTuple):
-    """One event type per provider, or (provider None) per day, of `performance_totals`."""
+    """One event type on one day of `performance_totals`."""
 
-    provider: Provider | None
-    day: date | None
+    day: date
     event_type: str
     total: int
+
+
+class HumanSet(IntEnum):
+    """`grouping(step_number, day, provider)` of each set of `performance_human`."""
+
+    OVERALL = 0b111
+    BY_STEP = 0b011
+    BY_DAY = 0b101
+    BY_PROVIDER = 0b110
+
+
+class HumanRow(NamedTuple):
+    """Enrollments per measure (`reach`, `opened`, `clicked`) in one set of `performance_human`."""
+
+    grouping_id: int
+    step_number: int | None
+    day: date | None
+    provider: Provider | None
+    measure: str
+    enrollments: int
+
+    @property
+    def bucket(self) -> int | date | str | None:
+        """The step, day or provider the row counts; None overall."""
+        if self.grouping_id == HumanSet.BY_STEP:
+            return self.step_number
+        if self.grouping_id == HumanSet.BY_DAY:
+            return self.day
+        return self.provider
 
 
 class Tally:
@@ -191,8 +257,10 @@ def summarize(
     period: reads.TimeRange,
     enrolled: int,
     funnel: Iterable[FunnelRow],
-    reach: Iterable[ReachRow],
     totals: Iterable[TotalRow],
+    human: Iterable[HumanRow],
+    *,
+    zone: ZoneInfo,
 ) -> Performance:
     """The response from the query rows."""
     overall = Tally()
@@ -216,30 +284,37 @@ def summarize(
         else:
             raise ValueError(f"funnel row of no known set: {row}")
         tally.add(row.event_type, row.total, row.enrollments)
-    email_reach, step_reach, provider_reach = _reach(reach)
     by_day: defaultdict[date, Tally] = defaultdict(Tally)
     for total in totals:
-        if total.day is not None:
-            by_day[total.day].add(total.event_type, total.total)
+        by_day[total.day].add(total.event_type, total.total)
+    people: defaultdict[tuple[int, int | date | str | None], dict[str, int]] = defaultdict(dict)
+    for measured in human:
+        people[(measured.grouping_id, measured.bucket)][measured.measure] = measured.enrollments
+    overall_human = _human(people[(HumanSet.OVERALL, None)])
     email, linkedin = by_channel["email"], by_channel["linkedin"]
     return Performance(
         instance_id=instance_id,
         from_=period.start,
         to=period.end,
+        tz=zone.key,
         enrolled=enrolled,
         totals=overall.totals_for(ALL_TYPES),
         unique=overall.unique_for(ALL_TYPES),
-        reach=Reach(email=email_reach, linkedin=linkedin.unique.get("connection_requested", 0)),
-        rates=_rates(email, email_reach, linkedin),
+        reach=Reach(
+            email=overall_human.email_reach,
+            linkedin=linkedin.unique.get("connection_requested", 0),
+        ),
+        rates=_rates(email, linkedin, overall_human),
         rate_definitions=RATE_DEFINITIONS,
+        human=overall_human,
         by_channel=[
             ChannelCounts(
                 channel=channel,
                 totals=by_channel[channel].totals_for(CHANNEL_TYPES[channel]),
                 unique=by_channel[channel].unique_for(CHANNEL_TYPES[channel]),
-                rates=_rates(email, email_reach, None)
+                rates=_rates(email, None, overall_human)
                 if channel == "email"
-                else _rates(None, 0, linkedin),
+                else _rates(None, linkedin, None),
             )
             for channel in CHANNELS
         ],
@@ -250,60 +325,75 @@ def summarize(
                 unique=by_provider[provider].unique_for(ALL_TYPES),
                 rates=_rates(
                     by_provider_channel[(provider, "email")],
-                    provider_reach.get(provider, 0),
                     by_provider_channel[(provider, "linkedin")],
+                    _human(people[(HumanSet.BY_PROVIDER, provider)]),
                 ),
             )
             for provider in PROVIDERS
         ],
         by_step=[
-            StepCounts(
-                channel=channel,
-                step_number=step,
-                totals=by_step[(channel, step)].totals_for(CHANNEL_TYPES[channel]),
-                unique=by_step[(channel, step)].unique_for(CHANNEL_TYPES[channel]),
-                rates=_rates(by_step[(channel, step)], step_reach.get(step, 0), None)
-                if channel == "email"
-                else _rates(None, 0, by_step[(channel, step)]),
-            )
+            _step(channel, step, by_step[(channel, step)], people[(HumanSet.BY_STEP, step)])
             for channel, step in sorted(by_step, key=_step_order)
         ],
         daily=[
-            DayTotals(day=day, totals=by_day[day].totals_for(ALL_TYPES))
-            for day in _days(period, set(by_day))
+            DayTotals(
+                day=day,
+                totals=by_day[day].totals_for(ALL_TYPES),
+                human=_human(people[(HumanSet.BY_DAY, day)]),
+            )
+            for day in _days(period, set(by_day), zone)
         ],
     )
 
 
-def _reach(rows: Iterable[ReachRow]) -> tuple[int, dict[int | None, int], dict[Provider, int]]:
-    """The e-mail reach overall, per step and per provider."""
-    overall = 0
-    per_step: dict[int | None, int] = {}
-    per_provider: dict[Provider, int] = {}
-    for row in rows:
-        if row.grouping_id == ReachSet.OVERALL:
-            overall = row.reach
-        elif row.grouping_id == ReachSet.BY_STEP:
-            per_step[row.step_number] = row.reach
-        elif row.provider is not None:
-            per_provider[row.provider] = row.reach
-    return overall, per_step, per_provider
+def _step(channel: Channel, step: int | None, tally: Tally, people: dict[str, int]) -> StepCounts:
+    """One step's funnel; an e-mail step's rates are over the step's own e-mail reach."""
+    human = _human(people) if channel == "email" else None
+    return StepCounts(
+        channel=channel,
+        step_number=step,
+        totals=tally.totals_for(CHANNEL_TYPES[channel]),
+        unique=tally.unique_for(CHANNEL_TYPES[channel]),
+        rates=_rates(tally, None, human) if channel == "email" else _rates(None, tally, None),
+        human=human,
+    )
 
 
-def _rates(email: Tally | None, email_reach: int, linkedin: Tally | None) -> Rates:
-    """Each rate over its channel's reach; a channel not given has no rates."""
+def _human(counts: dict[str, int]) -> HumanEngagement:
+    """Human opens and clicks over the e-mail reach they were counted in."""
+    reach = counts.get("reach", 0)
+    opened, clicked = counts.get("opened", 0), counts.get("clicked", 0)
+    return HumanEngagement(
+        unique=HumanUnique(opened=opened, clicked=clicked),
+        email_reach=reach,
+        human_open_rate=_ratio(opened, reach),
+        human_click_rate=_ratio(clicked, reach),
+    )
+
+
+def _rates(email: Tally | None, linkedin: Tally | None, human: HumanEngagement | None) -> Rates:
+    """Each rate over its channel's reach (the e-mail reach is `human.email_reach`).
+
+    A channel not given has no rates (null).
+    """
 
     def rate(name: str) -> float | None:
         channel, event_type, _meaning = RATES[name]
         if channel == "email":
-            return None if email is None else _ratio(email.unique.get(event_type, 0), email_reach)
+            if email is None or human is None:
+                return None
+            return _ratio(email.unique.get(event_type, 0), human.email_reach)
         if linkedin is None:
             return None
         return _ratio(
             linkedin.unique.get(event_type, 0), linkedin.unique.get("connection_requested", 0)
         )
 
-    return Rates(**{name: rate(name) for name in RATES})
+    return Rates(
+        **{name: rate(name) for name in RATES},
+        human_open_rate=None if human is None else human.human_open_rate,
+        human_click_rate=None if human is None else human.human_click_rate,
+    )
 
 
 def _filled(counts: dict[str, int], types: tuple[str, ...]) -> dict[str, int]:
@@ -320,10 +410,10 @@ def _step_order(key: tuple[Channel, int | None]) -> tuple[str, bool, int]:
     return channel, step is None, step or 0
 
 
-def _days(period: reads.TimeRange, seen: set[date]) -> list[date]:
-    """Every UTC day of the range; an open side ends at the first or last day with events."""
-    first = _utc_day(period.start) if period.start else min(seen, default=None)
-    last = _utc_day(period.end - _TICK) if period.end else max(seen, default=None)
+def _days(period: reads.TimeRange, seen: set[date], zone: ZoneInfo) -> list[date]:
+    """Every day (in `zone`) of the range; an open side ends at the first or last event's day."""
+    first = period.start.astimezone(zone).date() if period.start else min(seen, default=None)
+    last = (period.end - _TICK).astimezone(zone).date() if period.end else max(seen, default=None)
     if first is None or last is None or first > last:
         return []
     if (last - first).days >= MAX_DAYS:
@@ -331,7 +421,3 @@ def _days(period: reads.TimeRange, seen: set[date]) -> list[date]:
             f"the daily series would span more than {MAX_DAYS} days; narrow from/to", field="from"
         )
     return [first + timedelta(days=n) for n in range((last - first).days + 1)]
-
-
-def _utc_day(moment: datetime) -> date:
-    return moment.astimezone(UTC).date()

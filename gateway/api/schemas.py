@@ -173,6 +173,27 @@ class InstanceList(msgspec.Struct, frozen=True, kw_only=True):
     items: list[Instance]
 
 
+class HumanUnique(msgspec.Struct, frozen=True, kw_only=True):
+    """Enrollments a person (not a proxy or a scanner) engaged in."""
+
+    opened: int
+    """With an unflagged open, or any open when the enrollment clicked unflagged or replied."""
+    clicked: int
+    """With an unflagged click."""
+
+
+class HumanEngagement(msgspec.Struct, frozen=True, kw_only=True):
+    """Human opens and clicks (events without `metadata.machine`) and their rates."""
+
+    unique: HumanUnique
+    email_reach: int
+    """Enrollments with at least one e-mail `sent`, `delivered` or `bounced` event."""
+    human_open_rate: float | None
+    """`unique.opened` / `email_reach`; null when the reach is 0."""
+    human_click_rate: float | None
+    """`unique.clicked` / `email_reach`; null when the reach is 0."""
+
+
 class Rates(msgspec.Struct, frozen=True, kw_only=True):
     """Unique counts over their channel's reach (`rate_definitions` names each); null at 0.
 
@@ -189,6 +210,10 @@ class Rates(msgspec.Struct, frozen=True, kw_only=True):
     bounce_rate: float | None
     unsubscribe_rate: float | None
     connection_accept_rate: float | None
+    human_open_rate: float | None
+    """`human.unique.opened` over the e-mail reach (`human.email_reach`)."""
+    human_click_rate: float | None
+    """`human.unique.clicked` over the e-mail reach (`human.email_reach`)."""
 
 
 class Reach(msgspec.Struct, frozen=True, kw_only=True):
@@ -205,6 +230,9 @@ class CountRule(msgspec.Struct, frozen=True, kw_only=True):
 
     channel: Channel
     event_types: list[str]
+    human: bool = False
+    """Only events no privacy proxy or scanner made (an open also counts when the
+    enrollment clicked unflagged or replied; contract §8)."""
 
 
 class RateDefinition(msgspec.Struct, frozen=True, kw_only=True):
@@ -236,6 +264,8 @@ class StepCounts(msgspec.Struct, frozen=True, kw_only=True):
     totals: dict[str, int]
     unique: dict[str, int]
     rates: Rates
+    human: HumanEngagement | None
+    """E-mail steps only (null on LinkedIn steps)."""
 
 
 class ProviderTotals(msgspec.Struct, frozen=True, kw_only=True):
@@ -248,10 +278,12 @@ class ProviderTotals(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class DayTotals(msgspec.Struct, frozen=True, kw_only=True):
-    """Events per type on one UTC day."""
+    """Events per type on one day of the answer's time zone (`tz`)."""
 
     day: date
     totals: dict[str, int]
+    human: HumanEngagement
+    """Human engagement, and the e-mail reach, among that day's events."""
 
 
 class Performance(msgspec.Struct, frozen=True, kw_only=True):
@@ -260,6 +292,8 @@ class Performance(msgspec.Struct, frozen=True, kw_only=True):
     instance_id: UUID
     from_: datetime | None = msgspec.field(name="from")
     to: datetime | None
+    tz: str
+    """The IANA time zone of `daily` and of dates given as `from`/`to`."""
     enrolled: int
     """Enrollments of the instance (with a range: those enrolled in it)."""
     totals: dict[str, int]
@@ -269,10 +303,33 @@ class Performance(msgspec.Struct, frozen=True, kw_only=True):
     reach: Reach
     rates: Rates
     rate_definitions: dict[str, RateDefinition]
+    human: HumanEngagement
+    """What people did: opens and clicks without a machine flag (contract §8)."""
     by_channel: list[ChannelCounts]
     by_provider: list[ProviderTotals]
     by_step: list[StepCounts]
     daily: list[DayTotals]
+
+
+class SilentProvider(msgspec.Struct, frozen=True, kw_only=True):
+    """An active instance's provider that has sent no event for longer than allowed."""
+
+    kind: Literal["silent_provider"] = "silent_provider"
+    instance_id: UUID
+    instance_name: str
+    provider: Provider
+    silent_since: datetime
+    """The provider's last event for the instance, or when the instance started."""
+    last_event_at: datetime | None
+    """Null when the provider never sent an event for the instance."""
+    silence_after_hours: float
+    """The instance's `settings.silence_after_hours` (24 when unset)."""
+
+
+class AlertList(msgspec.Struct, frozen=True, kw_only=True):
+    """Everything that needs a look now, longest silence first."""
+
+    items: list[SilentProvider]
 
 
 class Event(msgspec.Struct, frozen=True, kw_only=True):

@@ -208,6 +208,7 @@ async def test_postmark_only_campaign_has_rates(client: Client, clean_db: Pool) 
     assert answer["rate_definitions"]["open_rate"]["denominator"] == {
         "channel": "email",
         "event_types": ["sent", "delivered", "bounced"],
+        "human": False,
     }
     [provider] = [p for p in answer["by_provider"] if p["provider"] == "postmark"]
     assert provider["rates"]["open_rate"] == 1.0

@@ -70,6 +70,12 @@ class Sent:
     provider: str
     step: int | None
     at: datetime
+    machine: bool = False
+    """Posted with a proxy's or a scanner's user agent: the static rules flag it."""
+
+
+#: User agents the static machine rules recognize, per Postmark record type.
+MACHINE_USER_AGENTS = {"Open": "Mozilla/5.0", "Click": "python-requests/2.32.3"}
 
 
 @dataclass
@@ -126,6 +132,9 @@ class Traffic:
             body |= {"ID": self.rng.getrandbits(40), "Email": contact, "BouncedAt": _iso(at)}
         else:
             body |= {"Recipient": contact, "DeliveredAt": _iso(at), "ReceivedAt": _iso(at)}
+        machine = record in MACHINE_USER_AGENTS and self.rng.random() < 0.5
+        if machine:
+            body["UserAgent"] = MACHINE_USER_AGENTS[record]
         self.events[("postmark", message)] = Sent(
             self.instance_of("postmark", tag),
             contact,
@@ -134,6 +143,7 @@ class Traffic:
             "postmark",
             step,
             at,
+            machine,
         )
         return await self.post("postmark", json.dumps(body).encode())
 
@@ -334,6 +344,31 @@ def expected_performance(
             }
         )
 
+    # Human engagement: an open is a person's when unflagged, or when the contact
+    # clicked unflagged or replied by e-mail anywhere in the range.
+    email = [e for e in events if e.channel == "email"]
+    vouched = {
+        e.contact
+        for e in email
+        if e.event_type == "replied" or (e.event_type == "clicked" and not e.machine)
+    }
+
+    def human(subset: Iterable[Sent]) -> dict[str, Any]:
+        chosen = [e for e in subset if e.channel == "email"]
+        reach = {e.contact for e in chosen if e.event_type in ("sent", "delivered", "bounced")}
+        opened = {
+            e.contact
+            for e in chosen
+            if e.event_type == "opened" and (not e.machine or e.contact in vouched)
+        }
+        clicked = {e.contact for e in chosen if e.event_type == "clicked" and not e.machine}
+        return {
+            "unique": {"opened": len(opened), "clicked": len(clicked)},
+            "email_reach": len(reach),
+            "human_open_rate": len(opened) / len(reach) if reach else None,
+            "human_click_rate": len(clicked) / len(reach) if reach else None,
+        }
+
     def rates(
         subset: list[Sent], channels: tuple[str, ...] = ("email", "linkedin")
     ) -> dict[str, float | None]:
@@ -355,8 +390,11 @@ def expected_performance(
             "connection_accept_rate": linkedin["connection_accepted"] / requested
             if requested and "linkedin" in channels
             else None,
+            "human_open_rate": human(subset)["human_open_rate"] if "email" in channels else None,
+            "human_click_rate": human(subset)["human_click_rate"] if "email" in channels else None,
         }
 
+    people = human(events)
     steps = sorted(
         {(e.channel, e.step) for e in events}, key=lambda k: (k[0], k[1] is None, k[1] or 0)
     )
@@ -376,6 +414,8 @@ def expected_performance(
         },
         "rates": rates(events),
         "rate_definitions": RATE_DEFINITIONS,
+        "human": people,
+        "tz": "UTC",
         "by_channel": [
             {
                 "channel": channel,
@@ -410,6 +450,7 @@ def expected_performance(
                 "rates": rates(
                     [e for e in events if (e.channel, e.step) == (channel, step)], (channel,)
                 ),
+                "human": human(e for e in events if e.step == step) if channel == "email" else None,
             }
             for channel, step in steps
         ],
@@ -417,23 +458,31 @@ def expected_performance(
             {
                 "day": day.isoformat(),
                 "totals": totals((e for e in events if e.at.date() == day), ALL_TYPES),
+                "human": human(e for e in events if e.at.date() == day),
             }
             for day in span
         ],
     }
 
 
-def _rate_definition(channel: str, counted: str, meaning: str) -> dict[str, Any]:
+def _rate_definition(
+    channel: str, counted: str, meaning: str, *, human: bool = False
+) -> dict[str, Any]:
     reach = ["sent", "delivered", "bounced"] if channel == "email" else ["connection_requested"]
     over = (
         "with an e-mail sent, delivered or bounced"
         if channel == "email"
         else "with a connection requested"
     )
+    who = (
+        f"where a person {meaning} an e-mail (no privacy proxy or scanner)"
+        if human
+        else (f"that {meaning}")
+    )
     return {
-        "numerator": {"channel": channel, "event_types": [counted]},
-        "denominator": {"channel": channel, "event_types": reach},
-        "description": f"enrollments that {meaning}, over the enrollments {over}",
+        "numerator": {"channel": channel, "event_types": [counted], "human": human},
+        "denominator": {"channel": channel, "event_types": reach, "human": False},
+        "description": f"enrollments {who}, over the enrollments {over}",
     }
 
 
@@ -447,6 +496,8 @@ RATE_DEFINITIONS = {
     "connection_accept_rate": _rate_definition(
         "linkedin", "connection_accepted", "accepted a connection"
     ),
+    "human_open_rate": _rate_definition("email", "opened", "opened", human=True),
+    "human_click_rate": _rate_definition("email", "clicked", "clicked", human=True),
 }
 """What the answer must say each rate divides (contract §5)."""
 
@@ -462,6 +513,8 @@ async def world(client: Client, clean_db: Pool) -> World:
 
 async def test_performance_equals_what_was_posted(client: Client, world: World) -> None:
     assert world.traffic.of(None), "the mix must hold unmatched events"
+    flagged = [e for e in world.traffic.events.values() if e.machine and e.instance]
+    assert {e.event_type for e in flagged} == {"opened", "clicked"}, "and machine events"
     for name, instance_id in world.ids.items():
         response = await client.get(f"/api/campaigns/instances/{instance_id}/performance")
         assert response.status_code == 200, response.text
