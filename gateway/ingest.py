@@ -20,7 +20,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from typing import Final, NamedTuple
-from uuid import UUID, uuid4
+from uuid import UUID
 
 import asyncpg
 import msgspec
@@ -31,6 +31,7 @@ from gateway.db.pool import Connection, Pool, connection
 from gateway.engagement import StaticRules, static_rules_for
 from gateway.errors import Unavailable
 from gateway.fetch import Fetched, FetchError, ResultFetcher
+from gateway.ids import uuid7
 from gateway.settings import Settings
 from providers import lemlist, phantombuster, postmark
 from providers.base import NormalizedEvent, Parsed, ProviderError
@@ -71,7 +72,7 @@ class Delivery(msgspec.Struct, frozen=True, kw_only=True):
     query: dict[str, str]
     body_size: int = -1
     """Size of the whole body; differs from len(body) only for an oversized one."""
-    id: UUID = msgspec.field(default_factory=uuid4)
+    id: UUID = msgspec.field(default_factory=uuid7)
 
 
 class Outcome(msgspec.Struct, frozen=True, kw_only=True):
@@ -397,6 +398,7 @@ def _event_args(
         urls = [u.replace("\n", "").replace("\r", "") for u in event.linkedin_urls]
         args.append(
             queries.EventArgs(
+                id=uuid7(),
                 provider=event.provider,
                 provider_event_id=event.provider_event_id,
                 campaign_key=event.campaign_key,

@@ -157,6 +157,18 @@ BEGIN
 END
 $$;
 
+-- Deleting instances takes their enrollments and events with them (what ON
+-- DELETE CASCADE did before migration 0009 dropped those foreign keys, which
+-- locked the hot instance row on every webhook).
+CREATE OR REPLACE FUNCTION delete_instance_data() RETURNS trigger
+LANGUAGE plpgsql AS $$
+BEGIN
+    DELETE FROM campaign_events e USING gone g WHERE e.instance_id = g.id;
+    DELETE FROM campaign_enrollments e USING gone g WHERE e.instance_id = g.id;
+    RETURN NULL;
+END
+$$;
+
 -- For each event (in array order): its instance and its hinted enrollment.
 -- Postmark's Metadata.enrollment_id names the enrollment (and so its
 -- instance); else Metadata.instance_id names the instance; else the
@@ -528,6 +540,9 @@ CREATE OR REPLACE FUNCTION apply_counter_deltas(
 LANGUAGE plpgsql
 SET enable_seqscan = off SET jit = off
 AS $$
+DECLARE
+    wanted integer;
+    counted integer;
 BEGIN
     WITH d AS (
         SELECT t.instance_id, sum(t.enrolled) AS enrolled, sum(t.sent) AS sent,
@@ -544,15 +559,26 @@ BEGIN
         WHERE i.id IN (SELECT d.instance_id FROM d)
         ORDER BY i.id
         FOR NO KEY UPDATE
+    ),
+    counted AS (
+        UPDATE campaign_instances i SET
+            total_enrolled = greatest(i.total_enrolled + d.enrolled, 0),
+            total_sent = greatest(i.total_sent + d.sent, 0),
+            total_opened = greatest(i.total_opened + d.opened, 0),
+            total_clicked = greatest(i.total_clicked + d.clicked, 0),
+            total_replied = greatest(i.total_replied + d.replied, 0),
+            updated_at = now()
+        FROM d JOIN locked l ON l.id = d.instance_id
+        WHERE i.id = d.instance_id
+        RETURNING i.id
     )
-    UPDATE campaign_instances i SET
-        total_enrolled = greatest(i.total_enrolled + d.enrolled, 0),
-        total_sent = greatest(i.total_sent + d.sent, 0),
-        total_opened = greatest(i.total_opened + d.opened, 0),
-        total_clicked = greatest(i.total_clicked + d.clicked, 0),
-        total_replied = greatest(i.total_replied + d.replied, 0)
-    FROM d JOIN locked l ON l.id = d.instance_id
-    WHERE i.id = d.instance_id;
+    SELECT (SELECT count(*) FROM d), (SELECT count(*) FROM counted) INTO wanted, counted;
+    -- An instance deleted since the batch resolved it: what was written for it
+    -- is gone with it, or must not stay. The caller retries the whole batch.
+    IF counted < wanted THEN
+        RAISE EXCEPTION 'a campaign instance was deleted while a batch counted into it'
+            USING ERRCODE = 'serialization_failure';
+    END IF;
 END
 $$;
 
@@ -568,7 +594,7 @@ $$;
 -- otherwise. With store false the deliveries are not stored (reprocess
 -- updates its own rows). One row per delivery comes back.
 CREATE OR REPLACE FUNCTION write_batch(
-    ev_provider text[], ev_key text[], ev_campaign_key text[], ev_instance_hint uuid[],
+    ev_id uuid[], ev_provider text[], ev_key text[], ev_campaign_key text[], ev_instance_hint uuid[],
     ev_enrollment_hint uuid[], ev_email text[], ev_urls text[], ev_delivery uuid[],
     ev_type text[], ev_channel text[], ev_step integer[], ev_at timestamptz[],
     ev_metadata jsonb[],
@@ -605,11 +631,11 @@ BEGIN
 
         WITH written AS (
             INSERT INTO campaign_events AS ce (
-                enrollment_id, instance_id, delivery_id, event_type, channel, provider,
+                id, enrollment_id, instance_id, delivery_id, event_type, channel, provider,
                 provider_event_id, campaign_key, step_number, timestamp, metadata)
             SELECT *
-            FROM unnest(t_enrollment, t_instance, ev_delivery, ev_type, ev_channel, ev_provider,
-                        ev_key, ev_campaign_key, ev_step, ev_at, ev_metadata)
+            FROM unnest(ev_id, t_enrollment, t_instance, ev_delivery, ev_type, ev_channel,
+                        ev_provider, ev_key, ev_campaign_key, ev_step, ev_at, ev_metadata)
             ON CONFLICT (provider, provider_event_id) DO UPDATE
                 SET enrollment_id = EXCLUDED.enrollment_id, instance_id = EXCLUDED.instance_id
                 WHERE ce.enrollment_id IS NULL
@@ -635,34 +661,31 @@ BEGIN
         ),
         -- Only enrollments whose state moves are locked and written: state
         -- only grows (bits, step, first reply), so what the snapshot already
-        -- holds cannot be undone by a concurrent writer.
-        moving AS (
-            SELECT t.*
-            FROM touched t
-            JOIN campaign_enrollments e ON e.id = t.enrollment_id
+        -- holds cannot be undone by a concurrent writer, and a row that a
+        -- concurrent writer moved far enough meanwhile drops out when its
+        -- lock is granted (the condition is checked again on the new row).
+        before AS (
+            SELECT e.id, e.event_mask, t.bits, t.step, t.replied_at
+            FROM campaign_enrollments e
+            JOIN touched t ON t.enrollment_id = e.id
             WHERE e.event_mask | t.bits <> e.event_mask
                OR t.step > e.current_step
                OR t.replied_at < coalesce(e.replied_at, 'infinity')
-        ),
-        before AS (
-            SELECT e.id, e.event_mask
-            FROM campaign_enrollments e
-            WHERE e.id IN (SELECT m.enrollment_id FROM moving m)
             ORDER BY e.id
-            FOR NO KEY UPDATE
+            FOR NO KEY UPDATE OF e
         ),
         moved AS (
             UPDATE campaign_enrollments e SET
-                event_mask = e.event_mask | m.bits,
-                current_step = greatest(e.current_step, m.step),
-                replied_at = least(e.replied_at, m.replied_at),
-                status = enrollment_status(e.status, e.event_mask | m.bits),
-                completed_at = enrollment_completed_at(e.status, e.event_mask | m.bits,
-                                                       least(e.replied_at, m.replied_at),
-                                                       e.completed_at)
-            FROM moving m
-            JOIN before b ON b.id = m.enrollment_id
-            WHERE e.id = m.enrollment_id
+                event_mask = e.event_mask | b.bits,
+                current_step = greatest(e.current_step, b.step),
+                replied_at = least(e.replied_at, b.replied_at),
+                status = enrollment_status(e.status, e.event_mask | b.bits),
+                completed_at = enrollment_completed_at(e.status, e.event_mask | b.bits,
+                                                       least(e.replied_at, b.replied_at),
+                                                       e.completed_at),
+                updated_at = now()
+            FROM before b
+            WHERE e.id = b.id
             RETURNING e.instance_id, b.event_mask AS old_mask, e.event_mask AS new_mask
         ),
         counted AS (

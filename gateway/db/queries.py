@@ -35,6 +35,8 @@ def sql(name: str) -> str:
 class EventArgs(NamedTuple):
     """One event of a batch, in the parameter order of `write_batch`."""
 
+    id: UUID
+    """The event's row id, if it is new (time-ordered: see `gateway.ids`)."""
     provider: str
     provider_event_id: str
     campaign_key: str | None

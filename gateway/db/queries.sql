@@ -9,12 +9,12 @@
 -- parallel arrays, named as the function names them.
 SELECT delivery_id, status, written, duplicates, cause
 FROM write_batch(
-    ev_provider => $1, ev_key => $2, ev_campaign_key => $3, ev_instance_hint => $4,
-    ev_enrollment_hint => $5, ev_email => $6, ev_urls => $7, ev_delivery => $8,
-    ev_type => $9, ev_channel => $10, ev_step => $11, ev_at => $12, ev_metadata => $13,
-    d_id => $14, d_provider => $15, d_received_at => $16, d_body => $17, d_body_size => $18,
-    d_headers => $19, d_query => $20, d_status => $21, d_cause => $22, d_events => $23,
-    d_fetched_body => $24, d_fetched_from => $25, store => $26);
+    ev_id => $1, ev_provider => $2, ev_key => $3, ev_campaign_key => $4, ev_instance_hint => $5,
+    ev_enrollment_hint => $6, ev_email => $7, ev_urls => $8, ev_delivery => $9,
+    ev_type => $10, ev_channel => $11, ev_step => $12, ev_at => $13, ev_metadata => $14,
+    d_id => $15, d_provider => $16, d_received_at => $17, d_body => $18, d_body_size => $19,
+    d_headers => $20, d_query => $21, d_status => $22, d_cause => $23, d_events => $24,
+    d_fetched_body => $25, d_fetched_from => $26, store => $27);
 
 -- name: page_deliveries
 -- Stored deliveries in (received_at, id) order after a keyset cursor, for

@@ -65,6 +65,7 @@ async def add_event(
     delivery_id = uuid.uuid4()
     at = datetime(2025, 1, 12, 9, 30, tzinfo=UTC)
     event = queries.EventArgs(
+        id=uuid.uuid4(),
         provider="lemlist",
         provider_event_id=f"act_test_{uuid.uuid4().hex}",
         campaign_key=None,
