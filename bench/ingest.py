@@ -63,9 +63,11 @@ from verify import (
     SnapshotChecker,
     Verification,
     WrkRun,
+    pb_state,
     verify_counters,
     verify_deliveries,
     verify_identity,
+    verify_pb_run,
 )
 
 BENCH = Path(__file__).resolve().parent
@@ -141,7 +143,8 @@ class PhantomBusterRun:
 
     label: str
     rows: int
-    want_new: int
+    rerun: bool
+    """The cumulative re-run of the largest run (its rows again + 100 new)."""
     seconds: float
     status_code: int
     answer: dict[str, Any]
@@ -315,6 +318,9 @@ class Cluster:
             return pgserver.get_server(  # type: ignore[attr-defined]  # re-exported, untyped
                 self._pgdata, cleanup_mode="stop"
             )
+
+    def postmaster(self) -> int:
+        return int(self.server.get_pid())
 
     def url(self, database: str = "postgres") -> str:
         return str(self.server.get_uri(database))
@@ -567,7 +573,7 @@ class Bench:
             "bench_pgbench",
         ]
         self.cluster.checkpoint()
-        cpu, waits = CpuSplit(None), WaitSampler(url)
+        cpu, waits = CpuSplit(self.cluster.postmaster(), None), WaitSampler(url)
         statements = StatementStats(url, statements=self.cluster.statements)
         statements.start()
         cpu.start()
@@ -642,7 +648,7 @@ class Bench:
             rss = RssSampler(server.proc.pid, self.args.workers)
             rss.start()
             self.wrk(server.base, here, HOT, keys, self.args.warmup)
-            cpu = CpuSplit(server.proc.pid)
+            cpu = CpuSplit(self.cluster.postmaster(), server.proc.pid)
             cpu.start()
             run = self.wrk(server.base, here, HOT, keys, self.args.duration)
             window = Window(cpu.stop())
@@ -716,7 +722,7 @@ class Bench:
         self.cluster.checkpoint()
         statements = StatementStats(url, statements=self.cluster.statements)
         statements.start()
-        cpu, waits = CpuSplit(server.proc.pid), WaitSampler(url)
+        cpu, waits = CpuSplit(self.cluster.postmaster(), server.proc.pid), WaitSampler(url)
         spy = None
         if self.args.py_spy:
             workers = RssSampler(server.proc.pid, server.workers).workers()
@@ -909,10 +915,11 @@ class Bench:
         """One run webhook of `rows` + `new` rows (a re-run when `new`): time, answer, rows."""
         body = pb_body(str(agent), pb_rows(str(agent), 0, rows + new))
         label = f"re-run: {rows:,} + {new} new rows" if new else f"{rows:,} rows"
+        stored = pb_state(url, instance, str(agent))
         before = table_stats(url, settle)
         statements = StatementStats(url, statements=self.cluster.statements)
         statements.start()
-        cpu = CpuSplit(server.proc.pid)
+        cpu = CpuSplit(self.cluster.postmaster(), server.proc.pid)
         cpu.start()
         t0 = time.perf_counter()
         answer = client.post("/webhooks/phantombuster", params=token, content=body)
@@ -924,9 +931,10 @@ class Bench:
             payload = answer.json()
         except ValueError:
             payload = {"body": answer.text[:200]}
-        check = verify_pb_run(url, instance, agent, rows, new, answer.status_code, payload)
+        after = pb_state(url, instance, str(agent))
+        check = verify_pb_run(stored, after, rows + new, answer.status_code, payload)
         run = PhantomBusterRun(
-            label, rows + new, new or rows, seconds, answer.status_code, payload, window, check
+            label, rows + new, bool(new), seconds, answer.status_code, payload, window, check
         )
         print(
             f"   {label}: {seconds:.2f} s, HTTP {answer.status_code}"
@@ -1023,43 +1031,6 @@ def pb_body(agent: str, rows: list[dict[str, str]]) -> bytes:
             "resultObject": json.dumps(rows),
         }
     ).encode()
-
-
-PB_ROWS_SQL = """
-SELECT (SELECT count(*) FROM campaign_events
-        WHERE provider = 'phantombuster' AND provider_event_id LIKE %(agent)s || ':%%'),
-       (SELECT count(*) FROM campaign_events ev
-        JOIN campaign_enrollments n ON n.id = ev.enrollment_id
-        WHERE n.instance_id = %(instance)s),
-       (SELECT count(*) FROM campaign_enrollments WHERE instance_id = %(instance)s),
-       (SELECT total_enrolled FROM campaign_instances WHERE id = %(instance)s)
-"""
-
-
-def verify_pb_run(
-    url: str, instance: str, agent: int, rows: int, new: int, code: int, answer: dict[str, Any]
-) -> Verification:
-    """The answer's counts, and the instance's events and enrollments after the run."""
-    want_events, want_duplicates = (new, rows) if new else (rows, 0)
-    v = Verification()
-    got = (code, answer.get("status"), answer.get("events"), answer.get("duplicates"))
-    if got != (200, "processed", want_events, want_duplicates):
-        v.problems.append(
-            f"answered HTTP {code} {answer}, want 200 processed with events {want_events}"
-            f" and duplicates {want_duplicates}"
-        )
-    with psycopg.connect(url) as conn:
-        row = conn.execute(PB_ROWS_SQL, {"agent": str(agent), "instance": instance}).fetchone()
-    events, attached, enrollments, counter = row if row else (0, 0, 0, 0)
-    total = rows + new
-    if events != total:
-        v.problems.append(f"{events} events stored for the agent, want {total}")
-    if attached != total:
-        v.problems.append(f"{attached} events attached to the instance, want {total}")
-    if enrollments != total or counter != total:
-        v.problems.append(f"{enrollments} enrollments, total_enrolled {counter}: want {total}")
-    v.facts = {"events stored": events, "enrollments": enrollments}
-    return v
 
 
 if __name__ == "__main__":

@@ -21,6 +21,7 @@ from typing import Any
 
 import msgspec
 from litestar import Litestar, Request, Response, get, post
+from litestar.params import FromPath
 
 
 class Lemlist(msgspec.Struct, frozen=True):
@@ -67,7 +68,7 @@ def create_app() -> Litestar:
     secrets = {p: os.environ.get(f"BENCH_SECRET_{p.upper()}", "").encode() for p in DECODERS}
 
     @post("/webhooks/{provider:str}", status_code=200)
-    async def receive(request: Request[Any, Any, Any], provider: str) -> Response[Any]:
+    async def receive(request: Request[Any, Any, Any], provider: FromPath[str]) -> Response[Any]:
         decoder = DECODERS.get(provider)
         if decoder is None:
             return Response({"title": "unknown provider"}, status_code=404)

@@ -65,14 +65,20 @@ class CpuFigures:
 
 
 class _Proc:
-    __slots__ = ("comm", "pgrp", "start", "stime", "utime")
+    __slots__ = ("parent", "pgrp", "start", "stime", "utime")
 
-    def __init__(self, comm: str, pgrp: int, utime: int, stime: int, start: str) -> None:
-        self.comm, self.pgrp, self.utime, self.stime, self.start = comm, pgrp, utime, stime, start
+    def __init__(self, parent: int, pgrp: int, utime: int, stime: int, start: str) -> None:
+        self.parent, self.pgrp, self.utime, self.stime, self.start = (
+            parent,
+            pgrp,
+            utime,
+            stime,
+            start,
+        )
 
 
-def _processes() -> dict[int, _Proc]:
-    """Every process's CPU ticks; for `postgres` also those of children it reaped."""
+def _processes(postmaster: int) -> dict[int, _Proc]:
+    """Every process's CPU ticks; for the postmaster also those of backends it reaped."""
     found: dict[int, _Proc] = {}
     for name in os.listdir("/proc"):
         if not name.isdigit():
@@ -84,11 +90,12 @@ def _processes() -> dict[int, _Proc]:
         lp, rp = data.index("("), data.rindex(")")
         comm = data[lp + 1 : rp]
         f = data[rp + 2 :].split()
-        # stat field N is f[N - 3]: pgrp (5), utime stime cutime cstime (14-17), starttime (22)
+        # stat field N is f[N - 3]: ppid (4), pgrp (5), utime stime cutime cstime (14-17),
+        # starttime (22)
         utime, stime = int(f[11]), int(f[12])
-        if comm == "postgres":  # the postmaster reaps backends that exit during the window
+        if int(name) == postmaster and comm == "postgres":  # it reaps backends that exit
             utime, stime = utime + int(f[13]), stime + int(f[14])
-        found[int(name)] = _Proc(comm, int(f[2]), utime, stime, f[19])
+        found[int(name)] = _Proc(int(f[1]), int(f[2]), utime, stime, f[19])
     return found
 
 
@@ -105,7 +112,8 @@ def _reaped_children() -> float:
 class CpuSplit:
     """Cores per party between `start()` and `stop()`.
 
-    postgres: every `postgres` process (plus backends the postmaster reaped);
+    postgres: the benchmark's PostgreSQL, its postmaster and every child of it
+    (plus backends it reaped; other clusters on a shared machine are "other");
     server: the process group of the server under test (started in its own
     session); load generator: children of this process reaped meanwhile (wrk
     or pgbench, waited for before `stop()`); other: the rest of the busy time
@@ -113,15 +121,17 @@ class CpuSplit:
     Resolution is one clock tick per process.
     """
 
-    def __init__(self, server_pgid: int | None) -> None:
+    def __init__(self, postmaster: int, server_pgid: int | None) -> None:
+        self._postmaster = postmaster
         self._pgid = server_pgid
 
     def start(self) -> None:
         self._t0 = time.monotonic()
-        self._m0, self._p0, self._c0 = _machine(), _processes(), _reaped_children()
+        self._m0, self._c0 = _machine(), _reaped_children()
+        self._p0 = _processes(self._postmaster)
 
     def stop(self) -> CpuFigures:
-        m1, p1, c1 = _machine(), _processes(), _reaped_children()
+        m1, p1, c1 = _machine(), _processes(self._postmaster), _reaped_children()
         wall = time.monotonic() - self._t0
         ticks = {"postgres": 0, "server": 0}
         kernel = {"postgres": 0, "server": 0}
@@ -130,7 +140,7 @@ class CpuSplit:
             utime, stime = proc.utime, proc.stime
             if before is not None and before.start == proc.start:
                 utime, stime = utime - before.utime, stime - before.stime
-            if proc.comm == "postgres":
+            if self._postmaster in (pid, proc.parent):
                 party = "postgres"
             elif self._pgid and proc.pgrp == self._pgid:
                 party = "server"

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 from probes import WRITE_PATH_TABLES, Window
 
 if TYPE_CHECKING:
-    from ingest import LoadResult, PhantomBusterResult, Results
+    from ingest import LoadResult, PhantomBusterResult, PhantomBusterRun, Results
 
 #: Targets of issue #12.
 TARGET_RATIO, STRETCH_RATIO = 1.0, 1.5
@@ -237,42 +237,48 @@ def phantombuster_targets(pb: PhantomBusterResult | None) -> list[tuple[str, str
     rerun = f"its re-run (+{TARGET_PB_NEW} rows) ≤ {TARGET_PB_S:.0f} s, exactly {TARGET_PB_NEW} new"
     if pb is None:
         return [(name, "not run", None), (linear, "not run", None), (rerun, "not run", None)]
-    firsts = [r for r in pb.runs if r.want_new == r.rows]
+    firsts = [r for r in pb.runs if not r.rerun]
     largest, again = firsts[-1], pb.runs[-1]
     full = largest.rows == TARGET_PB_ROWS
     sized = "" if full else f" (largest run {largest.rows:,} rows: not judged)"
+
+    def fast(r: PhantomBusterRun) -> bool:
+        return r.status_code == 200 and r.verification.ok and r.seconds <= TARGET_PB_S
+
     found: list[tuple[str, str, bool | None]] = [
         (
             name,
-            f"{largest.seconds:.2f} s for {largest.rows:,} rows{sized}",
-            largest.seconds <= TARGET_PB_S and largest.verification.ok if full else None,
+            f"{outcome(largest)} for {largest.rows:,} rows{sized}",
+            fast(largest) if full else None,
         )
     ]
-    if len(firsts) > 1:
+    if len(firsts) > 1 and all(r.status_code == 200 for r in firsts):
         small = firsts[0]
         growth = (largest.seconds / largest.rows) / (small.seconds / small.rows)
+        times = ", ".join(f"{per_thousand(r.seconds, r.rows)} at {r.rows:,}" for r in firsts)
         found.append(
-            (
-                linear,
-                ", ".join(
-                    f"{per_thousand(r.seconds, r.rows)} ms per 1,000 rows at {r.rows:,}"
-                    for r in firsts
-                )
-                + f": ×{growth:.2f}",
-                growth <= TARGET_PB_LINEARITY,
-            )
+            (linear, f"ms per 1,000 rows: {times}: ×{growth:.2f}", growth <= TARGET_PB_LINEARITY)
         )
+    elif len(firsts) > 1:
+        refused = ", ".join(f"{r.rows:,} rows {outcome(r)}" for r in firsts if r.status_code != 200)
+        found.append((linear, refused, False))
     else:
         found.append((linear, "needs two sizes", None))
+    new = again.answer.get("events")
     found.append(
         (
             rerun,
-            f"{again.seconds:.2f} s, answered {again.answer.get('events')} new"
-            f" / {again.answer.get('duplicates')} duplicates{sized}",
-            again.seconds <= TARGET_PB_S and again.verification.ok if full else None,
+            f"{outcome(again)}, {new} new / {again.answer.get('duplicates')} duplicates{sized}",
+            fast(again) and new == TARGET_PB_NEW if full else None,
         )
     )
     return found
+
+
+def outcome(r: PhantomBusterRun) -> str:
+    if r.status_code == 200:
+        return f"{r.seconds:.2f} s"
+    return f"HTTP {r.status_code} after {r.seconds:.1f} s"
 
 
 # --- PhantomBuster ----------------------------------------------------------------------------

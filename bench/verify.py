@@ -382,3 +382,71 @@ class SnapshotChecker:
                     wrong = counter_mismatches(conn, self._instances)
                 self.snapshots += 1
                 self.wrong += [f"{i}: {how}" for i, how in wrong.items()]
+
+
+# --- PhantomBuster runs -----------------------------------------------------------------------
+
+PB_STATE_SQL = """
+SELECT (SELECT count(*) FROM campaign_events
+        WHERE provider = 'phantombuster' AND provider_event_id LIKE %(agent)s || ':%%'),
+       (SELECT count(*) FROM campaign_events ev
+        JOIN campaign_enrollments n ON n.id = ev.enrollment_id
+        WHERE n.instance_id = %(instance)s),
+       (SELECT count(*) FROM campaign_enrollments WHERE instance_id = %(instance)s),
+       (SELECT total_enrolled FROM campaign_instances WHERE id = %(instance)s)
+"""
+
+
+class PbState(NamedTuple):
+    """What the database holds for one PhantomBuster agent and its instance."""
+
+    events: int
+    """Events whose key is the agent's (`{agentId}:...`, as the README documents)."""
+    attached: int
+    enrollments: int
+    total_enrolled: int
+
+
+def pb_state(url: str, instance: str, agent: str) -> PbState:
+    with psycopg.connect(url) as conn:
+        row = conn.execute(PB_STATE_SQL, {"agent": agent, "instance": instance}).fetchone()
+    return PbState(*(int(x or 0) for x in row)) if row else PbState(0, 0, 0, 0)
+
+
+def verify_pb_run(
+    before: PbState, after: PbState, rows: int, code: int, answer: dict[str, Any]
+) -> Verification:
+    """One run webhook of `rows` profile rows: all or nothing, each row once, answer = rows.
+
+    A 200 must say `processed` (`duplicate` when nothing was new) with `events`
+    = the events the database gained and `duplicates` = the rows it already
+    held, and leave exactly one event
+    and one enrollment per row. A 503 (overloaded, retried by the provider)
+    must leave nothing of the run behind. Whether it was fast enough, or
+    wrote the expected number of new events, is for the targets.
+    """
+    v = Verification()
+    gained = after.events - before.events
+    if code == 200:
+        got = (answer.get("status"), answer.get("events"), answer.get("duplicates"))
+        if got != ("processed" if gained else "duplicate", gained, rows - gained):
+            v.problems.append(
+                f"answered {answer}, but the database gained {gained} events of {rows} rows"
+            )
+        for what, n in (
+            ("events stored for the agent", after.events),
+            ("events attached to the instance", after.attached),
+            ("enrollments", after.enrollments),
+            ("total_enrolled", after.total_enrolled),
+        ):
+            if n != rows:
+                v.problems.append(f"{n} {what}, want {rows}")
+    elif code == 503:
+        if gained:
+            v.problems.append(f"answered 503 but stored {gained} events")
+        v.facts["refused (503), nothing stored"] = 1
+    else:
+        v.problems.append(f"answered HTTP {code}: {answer}")
+    v.facts |= {"new events": gained, "events stored": after.events}
+    v.facts["enrollments"] = after.enrollments
+    return v
