@@ -73,6 +73,8 @@ from verify import (
 BENCH = Path(__file__).resolve().parent
 ROOT = BENCH.parent
 RESULTS = BENCH / "results" / "latest.md"
+#: py-spy's collapsed stacks, one file per scenario (git-ignored).
+PROFILES = BENCH / "results" / "py-spy"
 PROVIDERS = ("lemlist", "postmark", "phantombuster")
 PARTS = ("pgbench", "nodb", "hot", "spread", "growth", "phantombuster")
 PGBENCH_CLIENTS = 32
@@ -268,6 +270,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"work dir: {work}", flush=True)
     results = Results(args, command, datetime.now(UTC))
     cluster = Cluster(work)
+    finished = False
     try:
         results.settings = cluster.configure()
         cluster.create_template()
@@ -286,9 +289,10 @@ def main(argv: list[str] | None = None) -> int:
         RESULTS.parent.mkdir(parents=True, exist_ok=True)
         RESULTS.write_text(report)
         print(f"written to {RESULTS.relative_to(ROOT)}")
+        finished = True
     finally:
         cluster.stop()
-        if not results.ok or args.keep:
+        if not (finished and results.ok) or args.keep:
             print(f"kept for inspection: {work}")
         else:
             shutil.rmtree(work, ignore_errors=True)
@@ -727,7 +731,8 @@ class Bench:
         if self.args.py_spy:
             workers = RssSampler(server.proc.pid, server.workers).workers()
             if workers:
-                spy = PySpy(workers[0].pid, self.args.py_spy, here / "py-spy.txt")
+                PROFILES.mkdir(parents=True, exist_ok=True)
+                spy = PySpy(workers[0].pid, self.args.py_spy, PROFILES / f"{here.name}.txt")
         cpu.start()
         waits.start()
         run = self.wrk(server.base, here, shape, keys, self.args.duration)

@@ -2,7 +2,10 @@
 -- events and raw deliveries, written straight into the contract's tables with
 -- generate_series (bench/ingest.py runs each step with psycopg parameters;
 -- `%%` is a literal `%`). The schema's own triggers, whatever they are, see
--- ordinary inserts. Everything is deterministic in the enrollment number n:
+-- ordinary inserts. Ids and keys grow with n (kind-prefixed uuids, zero-padded
+-- keys), so that loading a million rows appends to each index instead of
+-- touching random pages of it: minutes instead of tens of minutes on a busy
+-- machine. Everything is deterministic in the enrollment number n:
 -- enrollment n belongs to past instance n % instances, is the person
 -- lead<n>@northwind-example.com / linkedin.com/in/lead-<n>-example (the
 -- same people the load generator uses, as in real life: the same prospects
@@ -13,7 +16,8 @@
 -- step: instances
 INSERT INTO campaign_instances (id, template_id, name, status, provider_config, started_at,
                                 completed_at, created_at, updated_at)
-SELECT md5('bench-past-' || k)::uuid, %(template)s, 'past campaign ' || k, 'completed',
+SELECT ('00000004-0000-4000-8000-' || lpad(to_hex(k), 12, '0'))::uuid, %(template)s,
+       'past campaign ' || k, 'completed',
        jsonb_build_object('lemlist_campaign_id', 'cam_past_' || k,
                           'postmark_tag', 'past-' || k,
                           'phantombuster_agent_id', (7318204650000000 + k)::text),
@@ -24,7 +28,8 @@ FROM generate_series(0, %(instances)s - 1) AS k;
 -- step: enrollments
 INSERT INTO campaign_enrollments (id, instance_id, contact_email, linkedin_url, status,
                                   current_step, enrolled_at, completed_at, created_at, updated_at)
-SELECT md5('bench-enr-' || n)::uuid, md5('bench-past-' || n %% %(instances)s)::uuid,
+SELECT ('00000001-0000-4000-8000-' || lpad(to_hex(n), 12, '0'))::uuid,
+       ('00000004-0000-4000-8000-' || lpad(to_hex(n %% %(instances)s), 12, '0'))::uuid,
        'lead' || n || '@northwind-example.com',
        'https://www.linkedin.com/in/lead-' || n || '-example',
        CASE WHEN n %% 10 = 0 THEN 'completed' ELSE 'active' END,
@@ -37,7 +42,7 @@ FROM generate_series(%(lo)s, %(hi)s - 1) AS n,
 -- One raw delivery per event, with a short lemlist- or Postmark-like body.
 INSERT INTO webhook_deliveries (id, provider, received_at, body, body_size, headers, query,
                                 status, events_written, processed_at)
-SELECT md5('bench-dlv-' || n || '-' || j)::uuid, e.provider, e.at,
+SELECT ('00000003-0000-4000-8000-' || lpad(to_hex(n * 5 + j), 12, '0'))::uuid, e.provider, e.at,
        convert_to(e.body, 'UTF8'), octet_length(e.body),
        '{"content-type": "application/json", "user-agent": "bench-preload"}'::jsonb,
        '{"token": "[redacted]"}'::jsonb, 'processed', 1, e.at
@@ -59,12 +64,14 @@ FROM generate_series(%(lo)s, %(hi)s - 1) AS n, generate_series(0, 4) AS j,
 INSERT INTO campaign_events (id, enrollment_id, instance_id, delivery_id, event_type, channel,
                              provider, provider_event_id, step_number, "timestamp", metadata,
                              created_at /* campaign_key column */)
-SELECT md5('bench-evt-' || n || '-' || j)::uuid, md5('bench-enr-' || n)::uuid,
-       md5('bench-past-' || n %% %(instances)s)::uuid, md5('bench-dlv-' || n || '-' || j)::uuid,
+SELECT ('00000002-0000-4000-8000-' || lpad(to_hex(n * 5 + j), 12, '0'))::uuid,
+       ('00000001-0000-4000-8000-' || lpad(to_hex(n), 12, '0'))::uuid,
+       ('00000004-0000-4000-8000-' || lpad(to_hex(n %% %(instances)s), 12, '0'))::uuid,
+       ('00000003-0000-4000-8000-' || lpad(to_hex(n * 5 + j), 12, '0'))::uuid,
        e.event_type, e.channel, e.provider,
        CASE e.provider WHEN 'phantombuster' THEN (7318204650000000 + n %% %(instances)s)::text
                            || ':connect:linkedin.com/in/lead-' || n || '-example'
-                       ELSE 'past_' || n || '_' || j END,
+                       ELSE 'past_' || lpad(n::text, 9, '0') || '_' || j END,
        e.step, e.at, jsonb_build_object('step', e.step, 'source', 'bench-preload'), e.at
        /* campaign_key value */
 FROM generate_series(%(lo)s, %(hi)s - 1) AS n, generate_series(0, 4) AS j,

@@ -392,7 +392,7 @@ class PySpy:
             raise SystemExit("--py-spy: py-spy is not installed (pip install py-spy)")
         self._out = out
         cmd = [binary, "record", "--pid", str(pid), "--duration", str(seconds), "--rate", "100"]
-        cmd += ["--format", "raw", "--output", str(out), "--nonblocking"]
+        cmd += ["--format", "raw", "--output", str(out), "--nonblocking", "--full-filenames"]
         self._log = out.with_suffix(".log").open("w")
         self._proc = subprocess.Popen(cmd, stdout=self._log, stderr=subprocess.STDOUT)
 
@@ -434,7 +434,7 @@ def summarize_stacks(raw: Path, top: int = 10) -> Profile:
 
 
 def _package(file: str) -> str:
-    """The top-level package of a source path (site-packages or the checkout)."""
+    """Where a source file belongs: an installed package, the checkout's, or the stdlib module."""
     parts = Path(file).parts
     for marker in ("site-packages", "dist-packages"):
         if marker in parts:
@@ -443,8 +443,9 @@ def _package(file: str) -> str:
     for name in ("gateway", "providers"):
         if name in parts:
             return name
-    if "python3" in "".join(parts[:-1]) or file.startswith("<"):
-        return "stdlib"
+    stdlib = [i for i, part in enumerate(parts) if re.fullmatch(r"python3\.\d+", part)]
+    if stdlib and len(parts) > stdlib[-1] + 1:
+        return "stdlib " + parts[stdlib[-1] + 1].removesuffix(".py")
     return Path(file).name
 
 

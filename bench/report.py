@@ -60,6 +60,13 @@ def render(results: Results, versions: dict[str, str], machine: str) -> str:
     lines += ["## Where the time goes", "", *cpu_table(results), "", *waits_list(results), ""]
     lines += [*scans_table(results), "", *statements_section(results), *profiles_section(results)]
     lines += ["## Verification", "", *verification_list(results), ""]
+    history = []
+    if growth := results.loads.get("growth"):
+        stored = ", ".join(f"{v:,} {k}" for k, v in growth.stored_before.items())
+        history.append(
+            f"- growth: its history ({stored}) took {growth.preload_s:.0f} s to load,"
+            " before the part's clock started."
+        )
     lines += [
         "## Run",
         "",
@@ -76,6 +83,7 @@ def render(results: Results, versions: dict[str, str], machine: str) -> str:
             else " autovacuum then off on their tables, so the statistics stay those of a"
             " nearly empty database for the whole part."
         ),
+        *history,
     ]
     return "\n".join(lines) + "\n"
 
