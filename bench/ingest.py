@@ -774,7 +774,7 @@ class Bench:
                 " FROM generate_series(0, %s - 1) AS i ORDER BY i RETURNING id::text",
                 (template, agent_base, instances),
             ).fetchall()
-            steps = preload_steps(conn)
+            steps = preload_steps()
             conn.execute(steps["instances"], {"template": template, "instances": PAST_INSTANCES})
         self.history(url, 1, NEARLY_EMPTY_ENROLLMENTS + 1)
         with psycopg.connect(url, autocommit=True) as conn:
@@ -791,7 +791,7 @@ class Bench:
         """Enrollments lo..hi-1 of the past campaigns, with their events and raw deliveries."""
         chunk = 20_000
         with psycopg.connect(url, autocommit=True) as conn:
-            steps = preload_steps(conn)
+            steps = preload_steps()
             for start in range(lo, hi, chunk):
                 params = {"lo": start, "hi": min(start + chunk, hi), "instances": PAST_INSTANCES}
                 for step in ("enrollments", "deliveries", "events"):
@@ -801,6 +801,7 @@ class Bench:
                     print(
                         f"\r   preloading: {done:,} / {hi - lo:,} enrollments", end="", flush=True
                     )
+            conn.execute(steps["state"])
         if progress:
             print(flush=True)
 
@@ -971,28 +972,12 @@ def database_now(url: str) -> datetime:
 _PRELOAD_STEPS: dict[str, str] = {}
 
 
-def preload_steps(conn: psycopg.Connection) -> dict[str, str]:
-    """bench/preload.sql by step; events carry campaign_key when the schema has that column."""
+def preload_steps() -> dict[str, str]:
+    """bench/preload.sql by step."""
     if not _PRELOAD_STEPS:
         text = (BENCH / "preload.sql").read_text()
         _PRELOAD_STEPS.update(re.findall(r"-- step: (\w+)\n(.*?)(?=\n-- step: |\Z)", text, re.S))
-    steps = dict(_PRELOAD_STEPS)
-    has_key = conn.execute(
-        "SELECT 1 FROM information_schema.columns"
-        " WHERE table_name = 'campaign_events' AND column_name = 'campaign_key'"
-    ).fetchone()
-    if has_key:
-        steps["events"] = (
-            steps["events"]
-            .replace("/* campaign_key column */", ", campaign_key")
-            .replace(
-                "/* campaign_key value */",
-                ", CASE e.provider WHEN 'lemlist' THEN 'cam_past_' || n %% %(instances)s"
-                " WHEN 'postmark' THEN 'past-' || n %% %(instances)s"
-                " ELSE (7318204650000000 + n %% %(instances)s)::text END",
-            )
-        )
-    return steps
+    return dict(_PRELOAD_STEPS)
 
 
 PB_ROW_MESSAGE = (

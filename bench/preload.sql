@@ -1,8 +1,9 @@
 -- History for the benchmark's databases: past campaigns with their enrollments,
 -- events and raw deliveries, written straight into the contract's tables with
 -- generate_series (bench/ingest.py runs each step with psycopg parameters;
--- `%%` is a literal `%`). The schema's own triggers, whatever they are, see
--- ordinary inserts. Ids and keys grow with n (kind-prefixed uuids, zero-padded
+-- `%%` is a literal `%`); the last step derives the enrollments' state and the
+-- past instances' counters from those rows, as the gateway's writers keep
+-- them. Ids and keys grow with n (kind-prefixed uuids, zero-padded
 -- keys), so that loading a million rows appends to each index instead of
 -- touching random pages of it: minutes instead of tens of minutes on a busy
 -- machine. Everything is deterministic in the enrollment number n:
@@ -63,7 +64,7 @@ FROM generate_series(%(lo)s, %(hi)s - 1) AS n, generate_series(0, 4) AS j,
 -- again, and replied (every tenth) or a LinkedIn invitation (PhantomBuster).
 INSERT INTO campaign_events (id, enrollment_id, instance_id, delivery_id, event_type, channel,
                              provider, provider_event_id, step_number, "timestamp", metadata,
-                             created_at /* campaign_key column */)
+                             created_at, campaign_key)
 SELECT ('00000002-0000-4000-8000-' || lpad(to_hex(n * 5 + j), 12, '0'))::uuid,
        ('00000001-0000-4000-8000-' || lpad(to_hex(n), 12, '0'))::uuid,
        ('00000004-0000-4000-8000-' || lpad(to_hex(n %% %(instances)s), 12, '0'))::uuid,
@@ -72,8 +73,10 @@ SELECT ('00000002-0000-4000-8000-' || lpad(to_hex(n * 5 + j), 12, '0'))::uuid,
        CASE e.provider WHEN 'phantombuster' THEN (7318204650000000 + n %% %(instances)s)::text
                            || ':connect:linkedin.com/in/lead-' || n || '-example'
                        ELSE 'past_' || lpad(n::text, 9, '0') || '_' || j END,
-       e.step, e.at, jsonb_build_object('step', e.step, 'source', 'bench-preload'), e.at
-       /* campaign_key value */
+       e.step, e.at, jsonb_build_object('step', e.step, 'source', 'bench-preload'), e.at,
+       CASE e.provider WHEN 'lemlist' THEN 'cam_past_' || n %% %(instances)s
+                       WHEN 'postmark' THEN 'past-' || n %% %(instances)s
+                       ELSE (7318204650000000 + n %% %(instances)s)::text END
 FROM generate_series(%(lo)s, %(hi)s - 1) AS n, generate_series(0, 4) AS j,
      LATERAL (
          SELECT CASE j WHEN 0 THEN 'sent' WHEN 1 THEN 'delivered' WHEN 2 THEN 'opened'
@@ -88,3 +91,21 @@ FROM generate_series(%(lo)s, %(hi)s - 1) AS n, generate_series(0, 4) AS j,
                 timestamptz '2024-01-01T00:00:00Z' + n * interval '127 seconds'
                     + j * interval '1 day' AS at
      ) e;
+
+-- step: state
+-- Enrollment state (event_mask, step, first reply, status) from the events,
+-- and the past instances' counters from the enrollments.
+SELECT refresh_enrollments(NULL);
+UPDATE campaign_instances i
+SET total_enrolled = c.enrolled, total_sent = c.sent, total_opened = c.opened,
+    total_clicked = c.clicked, total_replied = c.replied
+FROM (
+    SELECT instance_id, count(*) AS enrolled,
+           count(*) FILTER (WHERE event_mask & 1 <> 0) AS sent,
+           count(*) FILTER (WHERE event_mask & 4 <> 0) AS opened,
+           count(*) FILTER (WHERE event_mask & 8 <> 0) AS clicked,
+           count(*) FILTER (WHERE event_mask & 16 <> 0) AS replied
+    FROM campaign_enrollments
+    GROUP BY instance_id
+) c
+WHERE i.id = c.instance_id AND i.name LIKE 'past campaign %%';

@@ -3,12 +3,14 @@
 Random (version 4) primary keys put every insert on a random page of the
 index, so each batch dirties, and after a checkpoint writes in full to the
 WAL, one index page per row; time-ordered ids append to the index's last
-pages. The 74 random bits keep them unguessable and collision-free.
+pages. The 74 random bits keep them collision-free; they come from the
+process's Mersenne Twister (reseeded from the OS in every worker), not from a
+system call per id: these ids are names, not secrets.
 """
 
 from __future__ import annotations
 
-import os
+import random
 import time
 from uuid import UUID
 
@@ -19,7 +21,7 @@ _VARIANT = 0b10 << 62
 def uuid7() -> UUID:
     """A new version 7 UUID: 48 bits of Unix milliseconds, then random bits."""
     millis = time.time_ns() // 1_000_000
-    rand = int.from_bytes(os.urandom(10), "big")
-    rand_a = rand >> 68  # 12 bits
+    rand = random.getrandbits(74)
+    rand_a = rand >> 62  # 12 bits
     rand_b = rand & ((1 << 62) - 1)
     return UUID(int=(millis << 80) | _VERSION_7 | (rand_a << 64) | _VARIANT | rand_b)

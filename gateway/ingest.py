@@ -262,19 +262,35 @@ class Ingestor:
         return await job.future
 
     async def _writer(self) -> None:
-        """Take everything queued (up to batch_max) and commit it as one transaction."""
+        """Take everything queued (up to batch_max) and commit it as one transaction.
+
+        When fewer deliveries are waiting than recent batches held, the writer
+        lingers once (linger_ms) for the rest to arrive: under load a batch
+        then carries what arrives during one commit, and the database pays its
+        per-statement and per-commit costs once for all of them.
+        """
+        linger = self._settings.linger_ms / 1000
+        recent = 1.0
         while True:
             batch = [await self._queue.get()]
-            while len(batch) < self._batch_max:
-                try:
-                    batch.append(self._queue.get_nowait())
-                except asyncio.QueueEmpty:
-                    break
+            self._drain(batch)
+            if linger and len(batch) < min(recent, self._batch_max):
+                await asyncio.sleep(linger)
+                self._drain(batch)
+            recent = 0.8 * recent + 0.2 * len(batch)
             try:
                 await self._write(batch)
             finally:
                 for _ in batch:
                     self._queue.task_done()
+
+    def _drain(self, batch: list[_Job]) -> None:
+        """Add what is queued to the batch, up to batch_max."""
+        while len(batch) < self._batch_max:
+            try:
+                batch.append(self._queue.get_nowait())
+            except asyncio.QueueEmpty:
+                return
 
     async def _write(self, batch: list[_Job]) -> None:
         """Commit a batch; on a refused value or a bug, isolate its deliveries one by one."""

@@ -64,8 +64,10 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     """How long one statement may run before the request answers 503."""
     slow_query_ms: float = 100.0
     """Statements slower than this are logged at debug level."""
-    writers: int = 2
-    """Group-commit writer tasks: one commits while the next gathers its batch."""
+    writers: int = 1
+    """Group-commit writer tasks per worker: one keeps batches large (two halve them)."""
+    linger_ms: int = 1
+    """How long a writer waits for a batch as large as recent ones (0: never waits)."""
     batch_max: int = 256
     """Most deliveries committed in one transaction."""
     queue_max: int = 4096
@@ -107,7 +109,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
             phantombuster_result_hosts=hosts,
             max_body_bytes=_positive_int(env, "GATEWAY_MAX_BODY_BYTES", 1024 * 1024),
             body_read_timeout_s=_positive_int(env, "GATEWAY_BODY_READ_TIMEOUT_S", 30),
-            writers=_positive_int(env, "GATEWAY_INGEST_WRITERS", 2),
+            writers=_positive_int(env, "GATEWAY_INGEST_WRITERS", 1),
+            linger_ms=_nonnegative_int(env, "GATEWAY_INGEST_LINGER_MS", 1),
             batch_max=_positive_int(env, "GATEWAY_INGEST_BATCH_MAX", 256),
             queue_max=_positive_int(env, "GATEWAY_INGEST_QUEUE_MAX", 4096),
             log_format=log_format,  # type: ignore[arg-type]  # checked just above
@@ -118,6 +121,13 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
 
 
 def _positive_int(env: Mapping[str, str], name: str, default: int) -> int:
+    value = _nonnegative_int(env, name, default)
+    if value == 0:
+        raise SettingsError(f"{name} must be positive, not 0")
+    return value
+
+
+def _nonnegative_int(env: Mapping[str, str], name: str, default: int) -> int:
     raw = env.get(name)
     if not raw:
         return default
@@ -125,8 +135,8 @@ def _positive_int(env: Mapping[str, str], name: str, default: int) -> int:
         value = int(raw)
     except ValueError:
         raise SettingsError(f"{name} must be a whole number, not {raw!r}") from None
-    if value <= 0:
-        raise SettingsError(f"{name} must be positive, not {value}")
+    if value < 0:
+        raise SettingsError(f"{name} must not be negative, not {value}")
     return value
 
 

@@ -1,3 +1,6 @@
+DROP TRIGGER campaign_enrollments_keys_update ON campaign_enrollments;
+DROP TRIGGER campaign_enrollments_keys_insert ON campaign_enrollments;
+DROP TABLE contact_keys;
 DROP INDEX idx_campaign_events_machine;
 CREATE INDEX idx_webhook_deliveries_provider_received ON webhook_deliveries (provider, received_at, id);
 CREATE INDEX idx_campaign_events_type ON campaign_events (event_type, timestamp);

@@ -38,3 +38,27 @@ DROP INDEX idx_webhook_deliveries_provider_received;
 
 CREATE INDEX idx_campaign_events_machine ON campaign_events (instance_id, timestamp, id)
     WHERE event_type IN ('opened', 'clicked') AND metadata ? 'machine';
+
+CREATE TABLE contact_keys (
+    instance_id   uuid NOT NULL,
+    key           text NOT NULL,
+    enrollment_id uuid NOT NULL REFERENCES campaign_enrollments (id) ON DELETE CASCADE,
+    PRIMARY KEY (instance_id, key)
+);
+CREATE INDEX idx_contact_keys_enrollment ON contact_keys (enrollment_id);
+
+INSERT INTO contact_keys (instance_id, key, enrollment_id)
+SELECT e.instance_id, k.key, e.id
+FROM campaign_enrollments e
+CROSS JOIN LATERAL enrollment_contact_keys(e.contact_email, e.linkedin_key) AS k (key)
+ON CONFLICT DO NOTHING;
+
+CREATE TRIGGER campaign_enrollments_keys_insert AFTER INSERT ON campaign_enrollments
+    REFERENCING NEW TABLE AS added
+    FOR EACH STATEMENT EXECUTE FUNCTION add_contact_keys();
+CREATE TRIGGER campaign_enrollments_keys_update AFTER UPDATE OF contact_email, linkedin_url
+    ON campaign_enrollments FOR EACH ROW
+    WHEN (OLD.contact_email IS DISTINCT FROM NEW.contact_email
+          OR OLD.linkedin_key IS DISTINCT FROM NEW.linkedin_key
+          OR OLD.instance_id IS DISTINCT FROM NEW.instance_id)
+    EXECUTE FUNCTION change_contact_keys();

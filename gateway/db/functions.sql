@@ -8,9 +8,11 @@
 --
 -- Every function is PL/pgSQL or plain SQL and names no table in its
 -- signature, so this file applies to an empty database as well as to a full
--- one. The ones that read growing tables run with enable_seqscan off: their
--- plans are cached per connection, and a plan chosen while a table was
--- nearly empty must stay an index probe when it holds millions of rows.
+-- one. The ones on the write path run with sequential and bitmap scans, hash
+-- and merge joins off: their plans are cached per connection, a plan chosen
+-- while a table was nearly empty must stay a nested loop of index probes when
+-- it holds millions of rows, and every lookup they make has exactly one index
+-- that answers it (the batch, a few hundred rows at most, is the outer side).
 --
 -- Enrollment state is a function of the enrollment's events. `event_mask`
 -- holds one bit per event type the enrollment has (and one for a hard
@@ -73,17 +75,57 @@ RETURN CASE
     WHEN enrollment_status(status, mask) = 'completed' THEN replied_at
 END;
 
--- The comparison keys of newline-separated LinkedIn URLs (linkedin_key() of
--- migration 0001 on each), first URL first.
-CREATE OR REPLACE FUNCTION linkedin_keys(urls text) RETURNS text[]
+-- A contact's lookup keys in contact_keys (migration 0009): 'e:' and the
+-- e-mail in lower case, 'l:' and the LinkedIn comparison key (linkedin_key()
+-- of migration 0001). `urls` holds the event's LinkedIn URLs, one per line.
+-- Plain SQL: inlined where it is used.
+CREATE OR REPLACE FUNCTION contact_lookup_keys(email text, urls text)
+RETURNS TABLE (key text)
 LANGUAGE sql IMMUTABLE PARALLEL SAFE
 AS $$
-    SELECT ARRAY(
-        SELECT k
-        FROM unnest(string_to_array(urls, E'\n')) WITH ORDINALITY AS u (url, n)
-        CROSS JOIN LATERAL linkedin_key(u.url) AS k
-        WHERE k IS NOT NULL
-        ORDER BY u.n)
+    SELECT 'e:' || lower(email) WHERE email IS NOT NULL
+    UNION ALL
+    SELECT 'l:' || k
+    FROM unnest(string_to_array(urls, E'\n')) AS u (url)
+    CROSS JOIN LATERAL linkedin_key(u.url) AS k
+    WHERE k IS NOT NULL
+$$;
+
+-- The keys an enrollment is known by (its e-mail, its LinkedIn profile).
+CREATE OR REPLACE FUNCTION enrollment_contact_keys(email text, linkedin_key text)
+RETURNS TABLE (key text)
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+AS $$
+    SELECT 'e:' || lower(email) WHERE email IS NOT NULL
+    UNION ALL
+    SELECT 'l:' || linkedin_key WHERE linkedin_key IS NOT NULL
+$$;
+
+-- contact_keys follows the enrollments' identifiers: added with new
+-- enrollments (once per statement), changed when an identifier is filled in
+-- or an enrollment merged (rare: a row trigger), gone with them (cascade).
+CREATE OR REPLACE FUNCTION add_contact_keys() RETURNS trigger
+LANGUAGE plpgsql AS $$
+BEGIN
+    INSERT INTO contact_keys (instance_id, key, enrollment_id)
+    SELECT a.instance_id, k.key, a.id
+    FROM added a
+    CROSS JOIN LATERAL enrollment_contact_keys(a.contact_email, a.linkedin_key) AS k
+    ON CONFLICT DO NOTHING;
+    RETURN NULL;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION change_contact_keys() RETURNS trigger
+LANGUAGE plpgsql AS $$
+BEGIN
+    DELETE FROM contact_keys c WHERE c.enrollment_id = OLD.id;
+    INSERT INTO contact_keys (instance_id, key, enrollment_id)
+    SELECT NEW.instance_id, k.key, NEW.id
+    FROM enrollment_contact_keys(NEW.contact_email, NEW.linkedin_key) AS k
+    ON CONFLICT DO NOTHING;
+    RETURN NULL;
+END
 $$;
 
 -- The campaign keys of a provider_config: each provider's key given alone or
@@ -179,7 +221,8 @@ CREATE OR REPLACE FUNCTION resolve_instances(
     OUT instance_ids uuid[], OUT enrollment_ids uuid[]
 )
 LANGUAGE plpgsql STABLE
-SET enable_seqscan = off SET jit = off
+SET enable_seqscan = off SET enable_bitmapscan = off SET enable_hashjoin = off
+SET enable_mergejoin = off SET jit = off
 AS $$
 #variable_conflict use_column
 BEGIN
@@ -208,25 +251,19 @@ BEGIN
 END
 $$;
 
--- The enrollments of one instance that a contact's identifiers name: by
--- e-mail (any case) and by each LinkedIn key, each one probe of its unique
--- index, with whether each already has an e-mail and a LinkedIn profile.
--- Plain SQL, so it is inlined into the queries that call it.
-CREATE OR REPLACE FUNCTION contact_matches(p_instance uuid, p_email text, p_keys text[])
+-- The enrollments of one instance that a contact's identifiers name, oldest
+-- first, with whether each has an e-mail and a LinkedIn profile already: one
+-- probe of contact_keys per identifier, then of the enrollment by id.
+CREATE OR REPLACE FUNCTION contact_matches(p_instance uuid, p_email text, p_urls text)
 RETURNS TABLE (id uuid, created_at timestamptz, has_email boolean, has_key boolean)
 LANGUAGE sql STABLE
 AS $$
     SELECT e.id, e.created_at, e.contact_email IS NOT NULL, e.linkedin_key IS NOT NULL
     FROM campaign_enrollments e
-    WHERE e.instance_id = p_instance
-      AND e.contact_email IS NOT NULL
-      AND lower(e.contact_email) = lower(p_email)
-    UNION
-    SELECT e.id, e.created_at, e.contact_email IS NOT NULL, e.linkedin_key IS NOT NULL
-    FROM campaign_enrollments e
-    WHERE e.instance_id = p_instance
-      AND e.linkedin_key IS NOT NULL
-      AND e.linkedin_key = ANY (p_keys)
+    WHERE e.id IN (
+        SELECT c.enrollment_id
+        FROM contact_lookup_keys(p_email, p_urls) AS k
+        JOIN contact_keys c ON c.instance_id = p_instance AND c.key = k.key)
 $$;
 
 -- What the identifiers of each event (or of the events numbered `p_only`)
@@ -239,29 +276,49 @@ CREATE OR REPLACE FUNCTION classify_contacts(
 ) RETURNS TABLE (n integer, kind text, enrollment_id uuid)
 LANGUAGE sql STABLE
 AS $$
-    SELECT ev.n::integer,
+    WITH ev AS (
+        SELECT t.n::integer AS n, t.instance_id, t.hinted, t.email, t.urls
+        FROM unnest(p_instance, p_hinted, p_email, p_urls)
+            WITH ORDINALITY AS t (instance_id, hinted, email, urls, n)
+        WHERE p_only IS NULL OR t.n = ANY (p_only)
+    ),
+    keyed AS (
+        SELECT ev.n, ev.instance_id, k.key
+        FROM ev
+        CROSS JOIN LATERAL contact_lookup_keys(ev.email, ev.urls) AS k
+        WHERE ev.hinted IS NULL AND ev.instance_id IS NOT NULL
+    ),
+    wanted AS (
+        SELECT kd.n, bool_or(kd.key LIKE 'e:%') AS by_email, bool_or(kd.key LIKE 'l:%') AS by_key
+        FROM keyed kd
+        GROUP BY kd.n
+    ),
+    found AS (
+        SELECT m.n, array_agg(e.id ORDER BY e.created_at, e.id) AS ids,
+               bool_and(e.contact_email IS NOT NULL) AS all_email,
+               bool_and(e.linkedin_key IS NOT NULL) AS all_key
+        FROM (
+            SELECT DISTINCT kd.n, c.enrollment_id
+            FROM keyed kd
+            JOIN contact_keys c ON c.instance_id = kd.instance_id AND c.key = kd.key
+        ) m
+        JOIN campaign_enrollments e ON e.id = m.enrollment_id
+        GROUP BY m.n
+    )
+    SELECT ev.n,
            CASE
                WHEN ev.hinted IS NOT NULL THEN 'found'
-               WHEN ev.instance_id IS NULL OR (ev.email IS NULL AND ev.urls IS NULL) THEN 'none'
-               WHEN m.ids IS NULL THEN 'unknown'
-               WHEN cardinality(m.ids) > 1
-                    OR (ev.email IS NOT NULL AND NOT m.all_email)
-                    OR (ev.urls IS NOT NULL AND NOT m.all_key) THEN 'unsettled'
+               WHEN w.n IS NULL THEN 'none'
+               WHEN f.n IS NULL THEN 'unknown'
+               WHEN cardinality(f.ids) > 1
+                    OR (w.by_email AND NOT f.all_email)
+                    OR (w.by_key AND NOT f.all_key) THEN 'unsettled'
                ELSE 'found'
            END,
-           coalesce(ev.hinted, m.ids[1])
-    FROM unnest(p_instance, p_hinted, p_email, p_urls)
-        WITH ORDINALITY AS ev (instance_id, hinted, email, urls, n)
-    LEFT JOIN LATERAL (
-        SELECT array_agg(c.id ORDER BY c.created_at, c.id) AS ids,
-               bool_and(c.has_email) AS all_email,
-               bool_and(c.has_key) AS all_key
-        FROM contact_matches(ev.instance_id, ev.email,
-                             CASE WHEN ev.urls IS NULL THEN '{}'::text[]
-                                  ELSE linkedin_keys(ev.urls) END) c
-        WHERE ev.hinted IS NULL AND ev.instance_id IS NOT NULL
-    ) m ON true
-    WHERE p_only IS NULL OR ev.n = ANY (p_only)
+           coalesce(ev.hinted, f.ids[1])
+    FROM ev
+    LEFT JOIN wanted w ON w.n = ev.n
+    LEFT JOIN found f ON f.n = ev.n
 $$;
 
 -- Merge enrollments of one instance that are one person into `survivor`
@@ -277,7 +334,8 @@ CREATE OR REPLACE FUNCTION merge_enrollments(
     OUT clicked integer, OUT replied integer
 )
 LANGUAGE plpgsql
-SET enable_seqscan = off SET jit = off
+SET enable_seqscan = off SET enable_bitmapscan = off SET enable_hashjoin = off
+SET enable_mergejoin = off SET jit = off
 AS $$
 #variable_conflict use_column
 DECLARE
@@ -385,7 +443,8 @@ CREATE OR REPLACE FUNCTION resolve_contacts(
     OUT delta_opened integer[], OUT delta_clicked integer[], OUT delta_replied integer[]
 )
 LANGUAGE plpgsql
-SET enable_seqscan = off SET jit = off
+SET enable_seqscan = off SET enable_bitmapscan = off SET enable_hashjoin = off
+SET enable_mergejoin = off SET jit = off
 AS $$
 #variable_conflict use_column
 DECLARE
@@ -396,7 +455,6 @@ DECLARE
     found uuid[];
     made uuid;
     merged record;
-    keys text[];
 BEGIN
     delta_instance := '{}'; delta_enrolled := '{}'; delta_sent := '{}';
     delta_opened := '{}'; delta_clicked := '{}'; delta_replied := '{}';
@@ -414,13 +472,10 @@ BEGIN
         again := unknown || unsettled;
         PERFORM pg_advisory_xact_lock(l.h)
         FROM (
-            SELECT DISTINCT hashtextextended(p_instance[k]::text || ' ' || ident, 0) AS h
+            SELECT DISTINCT hashtextextended(p_instance[k]::text || ' ' || c.key, 0) AS h
             FROM unnest(again) AS k
-            CROSS JOIN LATERAL unnest(
-                ARRAY[lower(p_email[k])]
-                || CASE WHEN p_urls[k] IS NULL THEN '{}'::text[] ELSE linkedin_keys(p_urls[k]) END
-            ) AS ident
-            WHERE ident IS NOT NULL
+            CROSS JOIN LATERAL contact_lookup_keys(p_email[k], p_urls[k]) AS c
+            WHERE p_instance[k] IS NOT NULL
             ORDER BY 1
         ) l;
         SELECT coalesce(array_agg(c.n) FILTER (WHERE c.kind = 'unknown'), '{}'),
@@ -473,11 +528,10 @@ BEGIN
 
     -- The rest, one event at a time, in array order.
     FOREACH i IN ARRAY unsettled LOOP
-        keys := CASE WHEN p_urls[i] IS NULL THEN '{}'::text[] ELSE linkedin_keys(p_urls[i]) END;
         found := '{}';
         FOR attempt IN 1..3 LOOP
             SELECT coalesce(array_agg(m.id ORDER BY m.created_at, m.id), '{}') INTO found
-            FROM contact_matches(p_instance[i], p_email[i], keys) m;
+            FROM contact_matches(p_instance[i], p_email[i], p_urls[i]) m;
             EXIT WHEN cardinality(found) > 0;
             made := NULL;
             INSERT INTO campaign_enrollments (instance_id, contact_email, linkedin_url, status,
@@ -525,7 +579,8 @@ BEGIN
                                     nullif(split_part(p_urls[i], E'\n', 1), ''))
         WHERE e.id = found[1]
           AND ((e.contact_email IS NULL AND p_email[i] IS NOT NULL)
-               OR (e.linkedin_url IS NULL AND cardinality(keys) > 0));
+               OR (e.linkedin_url IS NULL
+                   AND linkedin_key(split_part(p_urls[i], E'\n', 1)) IS NOT NULL));
         enrollment_ids[i] := found[1];
     END LOOP;
 END
@@ -538,7 +593,8 @@ CREATE OR REPLACE FUNCTION apply_counter_deltas(
     p_clicked integer[], p_replied integer[]
 ) RETURNS void
 LANGUAGE plpgsql
-SET enable_seqscan = off SET jit = off
+SET enable_seqscan = off SET enable_bitmapscan = off SET enable_hashjoin = off
+SET enable_mergejoin = off SET jit = off
 AS $$
 DECLARE
     wanted integer;
@@ -604,7 +660,8 @@ CREATE OR REPLACE FUNCTION write_batch(
     store boolean
 ) RETURNS TABLE (delivery_id uuid, status text, written integer, duplicates integer, cause text)
 LANGUAGE plpgsql
-SET enable_seqscan = off SET jit = off
+SET enable_seqscan = off SET enable_bitmapscan = off SET enable_hashjoin = off
+SET enable_mergejoin = off SET jit = off
 AS $$
 #variable_conflict use_column
 DECLARE
