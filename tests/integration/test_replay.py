@@ -62,7 +62,7 @@ def settings_for(url: str, tmp_path: Path) -> Settings:
         phantombuster_api_key="pb-api-key",
         phantombuster_api_base=PB_API,
         phantombuster_result_hosts=("phantombuster.s3.amazonaws.com",),
-        phantombuster_timeout_s=3.0,
+        phantombuster_fetch_deadline_s=3.0,
         log_format="json",
     )
 
