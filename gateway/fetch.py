@@ -84,6 +84,7 @@ class ResultFetcher:
         try:
             parts = urlsplit(url)
             host = parts.hostname or ""
+            _ = parts.port  # out of range: ValueError here, or a crash in the client
         except ValueError:
             return "result file URL is malformed"
         if (
