@@ -28,7 +28,7 @@ from gateway.db.migrate import apply_migrations
 from gateway.db.pool import init_connection
 from gateway.db.queries import DELIVERY_STATUSES, DeliveryFilter
 from gateway.logs import configure_logging
-from gateway.secrets import load_api_keys, load_secrets
+from gateway.secrets import known_redactor, load_api_keys, load_secrets
 from gateway.settings import PROVIDERS, Settings, SettingsError
 
 STATS_TABLES = (
@@ -456,7 +456,9 @@ def cmd_export(args: argparse.Namespace, settings: Settings) -> int:
     async def run(out: BinaryIO) -> int:
         conn = await _connect(url)
         try:
-            return await export_deliveries(conn, _filter(args), out)
+            return await export_deliveries(
+                conn, _filter(args), out, redactor=known_redactor(settings)
+            )
         finally:
             await conn.close()
 

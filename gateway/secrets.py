@@ -163,6 +163,19 @@ def load_api_keys(settings: Settings) -> tuple[ApiKeys, bool]:
     return ApiKeys((stored["api_key"],)), bool(generated)
 
 
+def known_redactor(settings: Settings) -> Redactor:
+    """A Redactor for every secret configured or generated so far; generates none.
+
+    Export and purge archives mask stored rows again with it: rows stored
+    before the webhook edge masked bodies may still hold a secret.
+    """
+    values = [s for configured in settings.secrets.values() for s in configured]
+    values += settings.api_keys
+    for filename in (SECRETS_FILE, API_KEY_FILE):
+        values += _read(settings.data_dir / filename).values()
+    return Redactor(values)
+
+
 def _stored_or_generated(
     data_dir: Path, filename: str, names: list[str], nbytes: int
 ) -> tuple[dict[str, str], list[str]]:
