@@ -74,6 +74,7 @@ class Redactor:
         for value in values:  # as a header value decoded as Latin-1 spells it
             texts.setdefault(value.encode("utf-8", "surrogateescape").decode("latin-1"))
         self._texts = tuple(sorted(texts, key=len, reverse=True))
+        self._lowered = tuple(dict.fromkeys(text.lower() for text in self._texts))
         forms: dict[bytes, None] = {}
         for value in values:
             forms.setdefault(value.encode("utf-8", "surrogateescape"))
@@ -85,6 +86,17 @@ class Redactor:
     def text(self, value: str) -> str:
         """A header or query name or value with every secret masked."""
         for secret in self._texts:
+            if secret in value:
+                value = value.replace(secret, REDACTED)
+        return value
+
+    def name(self, value: str) -> str:
+        """A header name, lower-cased, with every secret masked whatever its case.
+
+        HTTP servers lower-case header names: a secret in one arrives lower-cased.
+        """
+        value = value.lower()
+        for secret in self._lowered:
             if secret in value:
                 value = value.replace(secret, REDACTED)
         return value

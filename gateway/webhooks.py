@@ -192,7 +192,7 @@ def redact_headers(headers: dict[str, str], redactor: Redactor) -> dict[str, str
     """Headers as stored: credentials replaced, any configured secret masked."""
     stored: dict[str, str] = {}
     for name, value in headers.items():
-        lowered = redactor.text(name.lower())
+        lowered = redactor.name(name)
         stored[lowered] = REDACTED if lowered in REDACTED_HEADERS else redactor.text(value)
     cleaned: dict[str, str] = clean_json(stored)
     return cleaned

@@ -33,6 +33,7 @@ from gateway.secrets import (
     load_secrets,
 )
 from gateway.settings import Settings, SettingsError
+from gateway.webhooks import redact_headers
 from tests.conftest import API_KEY, AUTH, SECRETS, fixture_body
 
 WRITE_METHODS = {"POST", "PUT", "PATCH", "DELETE"}
@@ -354,3 +355,10 @@ def test_known_redactor_reads_generated_secrets_without_generating(tmp_path: Pat
 def test_redactor_masks_json_escaped_secrets(body: bytes, masked: bytes) -> None:
     redactor = Redactor(['s3cr"t!', "élève"])
     assert redactor.body(body) == masked
+
+
+def test_a_secret_in_a_header_name_is_masked_whatever_its_case() -> None:
+    """HTTP servers lower-case header names: `X-AbC…` arrives as `x-abc…`."""
+    redactor = Redactor(["AbC-123-xYz"])
+    stored = redact_headers({"x-abc-123-xyz": "1", "X-Echo": "AbC-123-xYz"}, redactor)
+    assert stored == {"x-[redacted]": "1", "x-echo": "[redacted]"}
