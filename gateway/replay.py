@@ -209,7 +209,7 @@ class DirectTarget:
             received_at=captured.received_at or self._clock(),
             # A capture written by hand may hold a secret: never store it.
             body=self._redactor.body(body),
-            body_size=size,
+            body_size=size if size > limit else -1,  # -1: the stored (masked) body's size
             headers=redact_headers(captured.headers, self._redactor),
             query=redact_query(captured.query, self._redactor),
         )

@@ -116,7 +116,8 @@ def webhook_handler(services: EdgeServices) -> HTTPRouteHandler:
             provider=provider,
             received_at=received_at,
             body=redactor.body(body),
-            body_size=min(size, MAX_RECORDED_SIZE),
+            # The size stored (masking may shorten it); only an oversized body's differs.
+            body_size=min(size, MAX_RECORDED_SIZE) if size > limit else -1,
             headers=headers,
             query=stored_query,
         )
