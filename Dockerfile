@@ -28,6 +28,10 @@ WORKDIR /home/gateway
 ENV GATEWAY_DATA_DIR=/data
 
 EXPOSE 8000
+# Healthy means able to take webhooks: /readyz (database reachable, writes
+# succeeding), not /healthz (process alive), so that a gateway whose database is
+# gone or full shows unhealthy while it answers 503. `serve` restarts an embedded
+# PostgreSQL itself; urlopen raises on 503, which exits non-zero.
 HEALTHCHECK --interval=15s --timeout=5s --start-period=30s --retries=3 \
-    CMD ["python", "-c", "import sys, urllib.request; sys.exit(0 if urllib.request.urlopen('http://127.0.0.1:8000/healthz', timeout=4).status == 200 else 1)"]
+    CMD ["python", "-c", "import sys, urllib.request; sys.exit(0 if urllib.request.urlopen('http://127.0.0.1:8000/readyz', timeout=4).status == 200 else 1)"]
 CMD ["gateway", "serve", "--host", "0.0.0.0", "--port", "8000"]

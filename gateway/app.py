@@ -32,17 +32,19 @@ from gateway.fetch import ResultFetcher
 from gateway.ingest import Ingestor
 from gateway.logs import configure_logging
 from gateway.metrics import Metrics, metrics_handler
-from gateway.secrets import ApiKeys, WebhookSecrets, load_api_keys, load_secrets
+from gateway.secrets import ApiKeys, Redactor, WebhookSecrets, load_api_keys, load_secrets
 from gateway.settings import Settings
 from gateway.webhooks import EdgeServices, webhook_handler
 
 log = structlog.get_logger(__name__)
 
 
-class Health(msgspec.Struct, frozen=True):
+class Health(msgspec.Struct, frozen=True, omit_defaults=True):
     """Liveness or readiness."""
 
     status: str
+    detail: str | None = None
+    """Why the gateway is not ready."""
 
 
 def problem_response(
@@ -132,7 +134,9 @@ def create_app(
     if api_keys is None:
         api_keys, _ = load_api_keys(settings)
     metrics = Metrics(settings)
-    edge = EdgeServices(settings, secrets, clock, metrics)
+    # Every configured secret is masked wherever a webhook could carry it, API keys included.
+    redactor = Redactor([*secrets.all_values(), *api_keys.values])
+    edge = EdgeServices(settings, secrets, clock, metrics, redactor)
 
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
@@ -164,17 +168,18 @@ def create_app(
     async def healthz() -> Health:
         return Health("ok")
 
-    @get("/readyz", summary="Database reachable")
+    @get("/readyz", summary="Database reachable and webhooks being stored")
     async def readyz(request: Request[Any, Any, Any]) -> Response[Health]:
         try:
             async with connection(request.app.state.pool, settings) as conn:
                 await conn.fetchval("SELECT 1", timeout=2)
-        except (Unavailable, TimeoutError):
-            return Response(
-                Health("unavailable"),
-                status_code=Unavailable.status,
-                headers={"Retry-After": str(Unavailable.retry_after_s)},
-            )
+        except Unavailable as exc:
+            return _not_ready(exc.detail)
+        except TimeoutError:
+            return _not_ready("database did not answer SELECT 1 within 2 s")
+        failing = edge.ingestor.health.failing() if edge.ingestor else "pipeline not started"
+        if failing is not None:
+            return _not_ready(f"writes failing: {failing}")
         return Response(Health("ready"))
 
     return Litestar(
@@ -199,6 +204,14 @@ def create_app(
         ),
         logging_config=None,
         debug=False,
+    )
+
+
+def _not_ready(detail: str) -> Response[Health]:
+    return Response(
+        Health("unavailable", detail),
+        status_code=Unavailable.status,
+        headers={"Retry-After": str(Unavailable.retry_after_s)},
     )
 
 

@@ -25,12 +25,12 @@ from urllib.parse import quote
 
 import asyncpg
 
-from gateway.db.embedded import start_embedded
+from gateway.db.embedded import start_embedded, supervise_embedded
 from gateway.db.migrate import apply_migrations
 from gateway.db.pool import init_connection
 from gateway.db.queries import DELIVERY_STATUSES, DeliveryFilter
 from gateway.logs import configure_logging
-from gateway.secrets import load_api_keys, load_secrets
+from gateway.secrets import known_redactor, load_api_keys, load_secrets
 from gateway.settings import PROVIDERS, Settings, SettingsError
 
 STATS_TABLES = (
@@ -323,18 +323,28 @@ def database_url(settings: Settings, *, migrate: bool = True) -> str:
 def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     import uvicorn
 
+    from gateway.http_protocol import KEEP_ALIVE_S, GatewayHttpProtocol
+
     url = database_url(settings)
+    if settings.database_url is None:
+        supervise_embedded(settings.data_dir)
     secrets, generated = load_secrets(settings)
     api_keys, api_key_generated = load_api_keys(settings)
     base = f"http://{args.host}:{args.port}"
     print(f"Gateway listening on {base}  (health: {base}/healthz, API docs: {base}/schema)")
-    if generated:
+    # Secrets go to a person at a terminal only, never into a log file.
+    shown = sys.stdout.isatty()
+    if generated and shown:
         print("Generated webhook secrets (kept owner-only under the data dir):")
         for line in webhook_urls(base, secrets.by_provider, only=generated):
             print(f"  {line}")
-    if api_key_generated:
+    elif generated:
+        print(f"Generated webhook secrets for {', '.join(generated)} (not shown off a terminal)")
+    if api_key_generated and shown:
         print("Generated API key for writes to /api (kept owner-only under the data dir):")
         print(f"  {api_keys.values[0]}")
+    elif api_key_generated:
+        print("Generated an API key for writes to /api (not shown off a terminal)")
     print("Webhook URLs with their secrets: gateway urls; the API key: gateway api-key")
     sys.stdout.flush()
     # Workers build their app from the environment: hand them what we resolved.
@@ -357,6 +367,10 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
         log_config=None,
         access_log=False,
         timeout_graceful_shutdown=10,
+        # Contract limits: request head within 10 s, idle keep-alive 5 s, connection cap.
+        http=GatewayHttpProtocol,
+        timeout_keep_alive=KEEP_ALIVE_S,
+        limit_concurrency=settings.max_connections,
     )
     return 0
 
@@ -524,7 +538,9 @@ def cmd_export(args: argparse.Namespace, settings: Settings) -> int:
     async def run(out: BinaryIO) -> int:
         conn = await _connect(url)
         try:
-            return await export_deliveries(conn, _filter(args), out)
+            return await export_deliveries(
+                conn, _filter(args), out, redactor=known_redactor(settings)
+            )
         finally:
             await conn.close()
 

@@ -2,7 +2,9 @@
 
 Keyset-paged over (received_at, id) and written page by page, so a large
 table streams through in constant memory; a capture taken from production
-this way replays into a test database with `gateway replay`.
+this way replays into a test database with `gateway replay`. Every known
+secret is masked again on the way out: rows stored by an older gateway may
+hold one in their body.
 """
 
 from __future__ import annotations
@@ -15,27 +17,36 @@ from gateway.capture import encode_line
 from gateway.db import queries
 from gateway.db.pool import Connection
 from gateway.fetch import Fetched
+from gateway.secrets import Redactor
 
 
-def stored_line(row: Record) -> bytes:
-    """A stored delivery row as one capture line (export and purge archives)."""
+def stored_line(row: Record, redactor: Redactor) -> bytes:
+    """A stored delivery row as one capture line (export and purge archives), secrets masked."""
     fetched = (
-        Fetched(body=bytes(row["fetched_body"]), source=row["fetched_from"] or "")
+        Fetched(
+            body=redactor.body(bytes(row["fetched_body"])),
+            source=redactor.text(row["fetched_from"] or ""),
+        )
         if row["fetched_body"] is not None
         else None
     )
     return encode_line(
         provider=row["provider"],
         received_at=row["received_at"],
-        headers=row["headers"],
-        query=row["query"],
-        body=bytes(row["body"]),
+        headers={redactor.text(k): redactor.text(v) for k, v in row["headers"].items()},
+        query={redactor.text(k): redactor.text(v) for k, v in row["query"].items()},
+        body=redactor.body(bytes(row["body"])),
         fetched=fetched,
     )
 
 
 async def export_deliveries(
-    conn: Connection, where: queries.DeliveryFilter, out: BinaryIO, *, page_size: int = 500
+    conn: Connection,
+    where: queries.DeliveryFilter,
+    out: BinaryIO,
+    *,
+    redactor: Redactor,
+    page_size: int = 500,
 ) -> int:
     """Write every delivery the filter selects, oldest first; returns how many."""
     written = 0
@@ -43,7 +54,7 @@ async def export_deliveries(
     while True:
         rows = await queries.page_deliveries(conn, where, after, page_size)
         for row in rows:
-            out.write(stored_line(row))
+            out.write(stored_line(row, redactor))
         written += len(rows)
         if len(rows) < page_size:
             return written

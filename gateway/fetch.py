@@ -3,12 +3,15 @@
 Only two kinds of URL are ever requested: the configured API base
 (`containers/fetch-result-object`, with the API key) and result files on the
 configured result hosts. A URL found in a payload is never fetched otherwise,
-so a payload cannot make the gateway call an arbitrary address.
+so a payload cannot make the gateway call an arbitrary address; nor one with
+white space, control or non-ASCII characters, which HTTP clients refuse or
+read differently than the allowlist check does.
 """
 
 from __future__ import annotations
 
 import asyncio
+import re
 from urllib.parse import urlsplit
 
 import httpx
@@ -19,6 +22,10 @@ from gateway.settings import Settings
 from providers.base import ResultFetch
 
 log = structlog.get_logger(__name__)
+
+
+#: What a result file URL may contain: printable ASCII, no space.
+_URL_CHARACTERS = re.compile(r"[!-~]+")
 
 
 class FetchError(Exception):
@@ -40,9 +47,11 @@ class ResultFetcher:
     def __init__(self, settings: Settings, client: httpx.AsyncClient | None = None) -> None:
         self._settings = settings
         self._client = client or httpx.AsyncClient(
-            timeout=httpx.Timeout(settings.phantombuster_timeout_s / self.attempts),
+            timeout=httpx.Timeout(settings.phantombuster_fetch_deadline_s / self.attempts),
             follow_redirects=False,
         )
+        self.deadline_s = settings.phantombuster_fetch_deadline_s
+        """Total time one delivery's result fetch may take (`normalize` enforces it)."""
 
     async def aclose(self) -> None:
         await self._client.aclose()
@@ -50,11 +59,12 @@ class ResultFetcher:
     async def fetch(self, request: ResultFetch) -> Fetched:
         """The result file when a permitted `jsonUrl` is given, else the API's result object."""
         if request.json_url is not None:
-            if self._is_result_host(request.json_url):
+            refused = self._refusal(request.json_url)
+            if refused is None:
                 return await self._get(request.json_url, headers={})
             if request.container_id is None:
-                raise FetchError(f"result file host not allowed: {_host(request.json_url)!r}")
-            log.warning("phantombuster.result_host_refused", host=_host(request.json_url))
+                raise FetchError(refused)
+            log.warning("phantombuster.result_url_refused", reason=refused)
         if request.container_id is None:
             raise FetchError("no containerId to fetch the result object with")
         key = self._settings.phantombuster_api_key
@@ -67,14 +77,24 @@ class ResultFetcher:
             params={"id": request.container_id},
         )
 
-    def _is_result_host(self, url: str) -> bool:
-        parts = urlsplit(url)
-        return (
-            parts.scheme in ("https", "http")
-            and not parts.username
-            and not parts.password
-            and (parts.hostname or "") in self._settings.phantombuster_result_hosts
-        )
+    def _refusal(self, url: str) -> str | None:
+        """Why a result file URL is not fetched; None when it may be."""
+        if not _URL_CHARACTERS.fullmatch(url):
+            return "result file URL holds white space, control or non-ASCII characters"
+        try:
+            parts = urlsplit(url)
+            host = parts.hostname or ""
+            _ = parts.port  # out of range: ValueError here, or a crash in the client
+        except ValueError:
+            return "result file URL is malformed"
+        if (
+            parts.scheme not in ("https", "http")
+            or parts.username
+            or parts.password
+            or host not in self._settings.phantombuster_result_hosts
+        ):
+            return f"result file host not allowed: {host!r}"
+        return None
 
     async def _get(
         self, url: str, headers: dict[str, str], params: dict[str, str] | None = None
@@ -97,7 +117,7 @@ class ResultFetcher:
                         if len(body) > limit:
                             raise FetchError(f"result larger than {limit} bytes")
                     return Fetched(body=bytes(body), source=str(resp.url.copy_with(query=None)))
-            except httpx.HTTPError as exc:
+            except (httpx.HTTPError, httpx.InvalidURL) as exc:
                 last_error = type(exc).__name__
         raise FetchError(
             f"fetching from {_host(url)} failed after {self.attempts} attempts: {last_error}"
@@ -105,4 +125,7 @@ class ResultFetcher:
 
 
 def _host(url: str) -> str:
-    return urlsplit(url).hostname or ""
+    try:
+        return urlsplit(url).hostname or ""
+    except ValueError:
+        return ""

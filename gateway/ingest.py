@@ -32,6 +32,7 @@ from gateway.engagement import StaticRules, static_rules_for
 from gateway.errors import Unavailable
 from gateway.fetch import Fetched, FetchError, ResultFetcher
 from gateway.ids import uuid7
+from gateway.readiness import WriteHealth
 from gateway.settings import Settings
 from providers import lemlist, phantombuster, postmark
 from providers.base import NormalizedEvent, Parsed, ProviderError
@@ -130,9 +131,9 @@ async def normalize(
 
     `stored` is a result object fetched earlier, used before fetching again.
     A result may point elsewhere once (an API answer holding a result file's
-    jsonUrl, as legacy scripts save it): at most FETCH_HOPS fetches are made.
-    Opens and clicks get their static machine flag (`rules`) here, so that it
-    is written with the event.
+    jsonUrl, as legacy scripts save it): at most FETCH_HOPS fetches are made,
+    all within the fetcher's total deadline. Opens and clicks get their static
+    machine flag (`rules`) here, so that it is written with the event.
     """
     try:
         parsed = parse_delivery(provider, body, headers, None)
@@ -142,11 +143,16 @@ async def normalize(
     try:
         if parsed.fetch is not None and stored is not None:
             parsed = parse_delivery(provider, body, headers, stored)
-        for _hop in range(FETCH_HOPS):
-            if parsed.fetch is None:
-                break
-            fetched = await fetcher.fetch(parsed.fetch)
-            parsed = parse_delivery(provider, body, headers, fetched.body)
+        if parsed.fetch is not None:
+            async with asyncio.timeout(fetcher.deadline_s):
+                for _hop in range(FETCH_HOPS):
+                    if parsed.fetch is None:
+                        break
+                    fetched = await fetcher.fetch(parsed.fetch)
+                    parsed = parse_delivery(provider, body, headers, fetched.body)
+    except TimeoutError:
+        cause = f"result fetch exceeded PHANTOMBUSTER_FETCH_DEADLINE_S={fetcher.deadline_s:g}"
+        return Normalized("pending", cause, [], fetched)
     except FetchError as exc:
         return Normalized("pending", str(exc), [], fetched)
     except ProviderError as exc:
@@ -196,6 +202,8 @@ class Ingestor:
         self._queue: asyncio.Queue[_Job] = asyncio.Queue(queue_max or settings.queue_max)
         self._tasks: list[asyncio.Task[None]] = []
         self._accepting = False
+        self.health = WriteHealth()
+        """The latest commit's outcome, for readiness."""
 
     async def start(self) -> None:
         """Start the writer tasks; deliveries are refused until then."""
@@ -297,6 +305,7 @@ class Ingestor:
         try:
             outcomes = await self._commit(batch)
         except Unavailable as exc:
+            self.health.failed(str(exc))
             for job in batch:
                 _fail(job, exc)
         except REFUSED as exc:
@@ -317,6 +326,7 @@ class Ingestor:
             await self._write_alone(batch[0], "failed", f"gateway error: {type(exc).__name__}")
             _fail(batch[0], Unavailable("the gateway failed on this delivery; retry later"))
         else:
+            self.health.committed()
             for job, outcome in zip(batch, outcomes, strict=True):
                 if not job.future.done():
                     job.future.set_result(outcome)
@@ -328,11 +338,15 @@ class Ingestor:
         """
         alone = _Job(job.delivery, [], status, cause, job.field or "$", job.fetched, job.future)
         try:
-            return (await self._commit([alone]))[0]
+            outcome = (await self._commit([alone]))[0]
         except Exception as exc:  # the database is gone too: the provider retries
             log.exception("ingest.record_failed", delivery_id=str(job.delivery.id))
-            _fail(job, Unavailable(f"could not store the delivery: {type(exc).__name__}"))
+            cause = f"could not store the delivery: {type(exc).__name__}"
+            self.health.failed(cause)
+            _fail(job, Unavailable(cause))
             return None
+        self.health.committed()
+        return outcome
 
     async def _commit(self, batch: Sequence[_Job]) -> list[Outcome]:
         """The whole batch in one statement and one transaction, retried on conflicts."""

@@ -31,9 +31,14 @@ from gateway.errors import Unavailable
 from gateway.fetch import Fetched, ResultFetcher
 from gateway.ingest import STATUSES, Delivery, Ingestor, parse_delivery
 from gateway.progress import Progress
-from gateway.secrets import WebhookSecrets
+from gateway.secrets import REDACTED, Redactor, WebhookSecrets
 from gateway.settings import Settings
-from gateway.webhooks import OVERSIZED_PREFIX_BYTES, REDACTED, redact_headers, redact_query
+from gateway.webhooks import (
+    OVERSIZED_PREFIX_BYTES,
+    redact_headers,
+    redact_query,
+    too_large,
+)
 from providers.base import ProviderError, ResultFetch
 
 #: The outcomes a delivery can have, in the summary's order.
@@ -191,22 +196,22 @@ class DirectTarget:
         self._ingestor = ingestor
         self._pool = pool
         self._settings = settings
-        self._secrets = secrets.all_values()
+        self._redactor = Redactor(secrets.all_values())
         self._results = results
         self._clock = clock
         self._backoff_s = backoff_s
 
     async def send(self, captured: Captured) -> Sent:
-        size, limit = len(captured.body), self._settings.max_body_bytes
+        size, limit = len(captured.body), self._settings.body_limit(captured.provider)
         body = captured.body[:OVERSIZED_PREFIX_BYTES] if size > limit else captured.body
         delivery = Delivery(
             provider=captured.provider,
             received_at=captured.received_at or self._clock(),
-            body=body,
-            body_size=size,
             # A capture written by hand may hold a secret: never store it.
-            headers=redact_headers(captured.headers, self._secrets),
-            query=redact_query(captured.query),
+            body=self._redactor.body(body),
+            body_size=size if size > limit else -1,  # -1: the stored (masked) body's size
+            headers=redact_headers(captured.headers, self._redactor),
+            query=redact_query(captured.query, self._redactor),
         )
         if captured.fetched is not None:
             self._remember_result(delivery, captured.fetched)
@@ -218,7 +223,7 @@ class DirectTarget:
                 if captured.received_at is not None and await self._stored_already(delivery):
                     return Sent("duplicate")
                 if size > limit:
-                    cause = f"body of {size} bytes exceeds GATEWAY_MAX_BODY_BYTES={limit}"
+                    cause = too_large(captured.provider, limit, f"body of {size} bytes")
                     outcome = await self._ingestor.record(delivery, "rejected", cause=cause)
                 else:
                     outcome = await self._ingestor.ingest(delivery)
@@ -268,13 +273,17 @@ class HttpTarget:
         self._client = client
         self._base = base_url.rstrip("/")
         self._secrets = secrets.by_provider
+        self._redactor = Redactor(secrets.all_values())
         self._attempts = attempts
         self._backoff_s = backoff_s
         self._max_wait_s = max_wait_s
 
     async def send(self, captured: Captured) -> Sent:
         url = f"{self._base}/webhooks/{captured.provider}"
-        params = {**redact_query(captured.query), "token": self._secrets[captured.provider][0]}
+        params = {
+            **redact_query(captured.query, self._redactor),
+            "token": self._secrets[captured.provider][0],
+        }
         headers = {
             name: value
             for name, value in captured.headers.items()

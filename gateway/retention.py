@@ -17,6 +17,7 @@ from typing import BinaryIO
 from gateway.db import queries
 from gateway.db.pool import Pool, connection, transaction
 from gateway.export import stored_line
+from gateway.secrets import known_redactor
 from gateway.settings import Settings
 
 _AGE = re.compile(r"(?P<n>\d+)\s*(?P<unit>[smhdw]?)")
@@ -48,12 +49,13 @@ async def purge_deliveries(
 ) -> int:
     """Delete deliveries received before `cutoff`, batch by batch; returns how many."""
     deleted = 0
+    redactor = known_redactor(settings)
     while True:
         async with transaction(pool, settings) as conn:
             rows = await conn.fetch(queries.sql("purge_deliveries"), cutoff, batch_size)
             if archive is not None and rows:
                 for row in rows:
-                    archive.write(stored_line(row))
+                    archive.write(stored_line(row, redactor))
                 _sync(archive)
         deleted += len(rows)
         if len(rows) < batch_size:

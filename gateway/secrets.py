@@ -10,20 +10,24 @@ Several comma-separated values are all accepted, for rotation.
 from __future__ import annotations
 
 import base64
-import binascii
 import contextlib
 import fcntl
 import hmac
 import json
 import os
 import secrets
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
+
+import msgspec
 
 from gateway.settings import PROVIDERS, Settings
 
 SECRETS_FILE = "webhook-secrets.json"
 API_KEY_FILE = "api-key.json"
+#: What a secret is replaced with wherever it would be stored, logged or answered.
+REDACTED = "[redacted]"
+REDACTED_BYTES = REDACTED.encode()
 
 
 class WebhookSecrets:
@@ -44,6 +48,79 @@ class WebhookSecrets:
     def all_values(self) -> list[str]:
         """Every secret, so that redaction can look for them anywhere."""
         return [s for values in self.by_provider.values() for s in values]
+
+
+class Redactor:
+    """Masks every configured secret wherever a request may carry it.
+
+    Providers echo secrets in odd places (lemlist posts its hook `secret` in
+    the body; a URL may carry the token under any query name), so the webhook
+    edge masks every secret in header and query names and values and in the
+    body bytes before anything is parsed, stored, logged or answered. Events,
+    causes and stored bodies all come from the masked body, so a stored
+    delivery parses again into exactly the events it first gave.
+
+    In a body, a secret is masked as UTF-8 and in its JSON-escaped spellings.
+    A JSON body that still holds `\\u` or `\\/` escapes is decoded to look for
+    a secret spelt with them, and only then re-encoded (masked) instead of kept
+    byte for byte. Each check is a substring search over the body: no decoding
+    on the usual path.
+    """
+
+    def __init__(self, secrets: Iterable[str]) -> None:
+        # Longest first: a secret that contains another is masked whole.
+        values = sorted({s for s in secrets if s}, key=len, reverse=True)
+        texts = dict.fromkeys(values)
+        for value in values:  # as a header value decoded as Latin-1 spells it
+            texts.setdefault(value.encode("utf-8", "surrogateescape").decode("latin-1"))
+        self._texts = tuple(sorted(texts, key=len, reverse=True))
+        self._lowered = tuple(dict.fromkeys(text.lower() for text in self._texts))
+        forms: dict[bytes, None] = {}
+        for value in values:
+            forms.setdefault(value.encode("utf-8", "surrogateescape"))
+            forms.setdefault(msgspec.json.encode(value)[1:-1])
+            forms.setdefault(json.dumps(value)[1:-1].encode())  # \uXXXX for non-ASCII
+        self._forms = tuple(sorted(forms, key=len, reverse=True))
+        self._plain = tuple(value.encode("utf-8", "surrogateescape") for value in values)
+
+    def text(self, value: str) -> str:
+        """A header or query name or value with every secret masked."""
+        for secret in self._texts:
+            if secret in value:
+                value = value.replace(secret, REDACTED)
+        return value
+
+    def name(self, value: str) -> str:
+        """A header name, lower-cased, with every secret masked whatever its case.
+
+        HTTP servers lower-case header names: a secret in one arrives lower-cased.
+        """
+        value = value.lower()
+        for secret in self._lowered:
+            if secret in value:
+                value = value.replace(secret, REDACTED)
+        return value
+
+    def body(self, body: bytes) -> bytes:
+        """Body bytes with every secret masked; unchanged (same object) when none is there."""
+        for form in self._forms:
+            if form in body:
+                body = body.replace(form, REDACTED_BYTES)
+        if self._plain and (b"\\u" in body or b"\\/" in body):
+            return self._escaped(body)
+        return body
+
+    def _escaped(self, body: bytes) -> bytes:
+        """The body re-encoded with secrets masked, when its decoded strings hold one."""
+        try:
+            canonical = msgspec.json.encode(msgspec.json.decode(body))
+        except (msgspec.DecodeError, msgspec.EncodeError, UnicodeDecodeError, RecursionError):
+            return body  # not JSON: no parser reads a string out of it
+        if not any(secret in canonical for secret in self._plain):
+            return body
+        for form in self._forms:
+            canonical = canonical.replace(form, REDACTED_BYTES)
+        return canonical
 
 
 class ApiKeys:
@@ -96,6 +173,19 @@ def load_api_keys(settings: Settings) -> tuple[ApiKeys, bool]:
         return ApiKeys(settings.api_keys), False
     stored, generated = _stored_or_generated(settings.data_dir, API_KEY_FILE, ["api_key"], 32)
     return ApiKeys((stored["api_key"],)), bool(generated)
+
+
+def known_redactor(settings: Settings) -> Redactor:
+    """A Redactor for every secret configured or generated so far; generates none.
+
+    Export and purge archives mask stored rows again with it: rows stored
+    before the webhook edge masked bodies may still hold a secret.
+    """
+    values = [s for configured in settings.secrets.values() for s in configured]
+    values += settings.api_keys
+    for filename in (SECRETS_FILE, API_KEY_FILE):
+        values += _read(settings.data_dir / filename).values()
+    return Redactor(values)
 
 
 def _stored_or_generated(
@@ -161,7 +251,9 @@ def credentials_from_request(query: Mapping[str, str], authorization: str | None
     if authorization:
         scheme, _, value = authorization.partition(" ")
         if scheme.lower() == "basic" and value:
-            with contextlib.suppress(binascii.Error, UnicodeDecodeError):
+            # A non-ASCII credential is a ValueError of its own (not binascii.Error):
+            # it is as wrong as any other, never a server error.
+            with contextlib.suppress(ValueError):
                 decoded = base64.b64decode(value.strip(), validate=True).decode("utf-8")
                 _, sep, password = decoded.partition(":")
                 if sep and password:

@@ -21,6 +21,10 @@ DEFAULT_RESULT_HOSTS: tuple[str, ...] = (
 )
 
 
+#: PhantomBuster's default body limit: a run's inline result object can be large.
+PHANTOMBUSTER_DEFAULT_MAX_BODY_BYTES = 16 * 1024 * 1024
+
+
 class SettingsError(ValueError):
     """An environment variable holds a value the gateway cannot use."""
 
@@ -43,12 +47,26 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     phantombuster_api_base: str = "https://api.phantombuster.com/api/v2"
     phantombuster_result_hosts: tuple[str, ...] = DEFAULT_RESULT_HOSTS
     """Hosts a result file (`jsonUrl`) may be downloaded from; any other URL is never fetched."""
-    phantombuster_timeout_s: float = 10.0
-    """Total time one result fetch may take, retries included."""
+    phantombuster_fetch_deadline_s: float = 30.0
+    """Total time a delivery's result fetch may take, every attempt and hop included.
+
+    Per-phase timeouts alone let a host dripping a byte at a time hold a webhook.
+    """
     phantombuster_max_result_bytes: int = 20 * 1024 * 1024
     """Largest result object or file downloaded."""
     max_body_bytes: int = 1024 * 1024
     """Largest accepted webhook body; larger ones get 413 and are recorded."""
+    max_body_bytes_lemlist: int | None = None
+    """lemlist's own body limit; None: `max_body_bytes`."""
+    max_body_bytes_postmark: int | None = None
+    """Postmark's own body limit; None: `max_body_bytes`."""
+    max_body_bytes_phantombuster: int | None = None
+    """PhantomBuster's own body limit; None: 16 MiB (or `max_body_bytes` when larger).
+
+    A run's inline result object can pass 1 MiB, and a 413 would lose its rows.
+    """
+    max_connections: int = 1000
+    """Open connections per server process before new requests get 503."""
     body_read_timeout_s: float = 30.0
     """A webhook body that takes longer to arrive gets 408 (slow-client protection)."""
     log_format: Literal["json", "console"] = "json"
@@ -74,6 +92,15 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     """Deliveries waiting for a writer before new ones get 503 (back-pressure)."""
     metrics_dir: Path | None = None
     """PROMETHEUS_MULTIPROC_DIR: where the workers of one `gateway serve` share their metrics."""
+
+    def body_limit(self, provider: str) -> int:
+        """The largest body accepted from `provider`."""
+        own: int | None = getattr(self, f"max_body_bytes_{provider}", None)
+        if own is not None:
+            return own
+        if provider == "phantombuster":
+            return max(PHANTOMBUSTER_DEFAULT_MAX_BODY_BYTES, self.max_body_bytes)
+        return self.max_body_bytes
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -107,7 +134,16 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
                 env.get("PHANTOMBUSTER_API_BASE") or "https://api.phantombuster.com/api/v2"
             ).rstrip("/"),
             phantombuster_result_hosts=hosts,
+            phantombuster_fetch_deadline_s=_positive_float(
+                env, "PHANTOMBUSTER_FETCH_DEADLINE_S", 30.0
+            ),
             max_body_bytes=_positive_int(env, "GATEWAY_MAX_BODY_BYTES", 1024 * 1024),
+            max_body_bytes_lemlist=_optional_positive_int(env, "GATEWAY_MAX_BODY_BYTES_LEMLIST"),
+            max_body_bytes_postmark=_optional_positive_int(env, "GATEWAY_MAX_BODY_BYTES_POSTMARK"),
+            max_body_bytes_phantombuster=_optional_positive_int(
+                env, "GATEWAY_MAX_BODY_BYTES_PHANTOMBUSTER"
+            ),
+            max_connections=_positive_int(env, "GATEWAY_MAX_CONNECTIONS", 1000),
             body_read_timeout_s=_positive_int(env, "GATEWAY_BODY_READ_TIMEOUT_S", 30),
             writers=_positive_int(env, "GATEWAY_INGEST_WRITERS", 1),
             linger_ms=_nonnegative_int(env, "GATEWAY_INGEST_LINGER_MS", 1),
@@ -121,22 +157,44 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
 
 
 def _positive_int(env: Mapping[str, str], name: str, default: int) -> int:
-    value = _nonnegative_int(env, name, default)
-    if value == 0:
-        raise SettingsError(f"{name} must be positive, not 0")
-    return value
+    value = _optional_int(env, name, minimum=1)
+    return default if value is None else value
 
 
 def _nonnegative_int(env: Mapping[str, str], name: str, default: int) -> int:
+    value = _optional_int(env, name, minimum=0)
+    return default if value is None else value
+
+
+def _optional_positive_int(env: Mapping[str, str], name: str) -> int | None:
+    return _optional_int(env, name, minimum=1)
+
+
+def _optional_int(env: Mapping[str, str], name: str, *, minimum: int) -> int | None:
+    """A whole number of at least `minimum` from the environment; None when unset."""
     raw = env.get(name)
     if not raw:
-        return default
+        return None
     try:
         value = int(raw)
     except ValueError:
         raise SettingsError(f"{name} must be a whole number, not {raw!r}") from None
-    if value < 0:
-        raise SettingsError(f"{name} must not be negative, not {value}")
+    if value < minimum:
+        word = "positive" if minimum == 1 else f"at least {minimum}"
+        raise SettingsError(f"{name} must be {word}, not {value}")
+    return value
+
+
+def _positive_float(env: Mapping[str, str], name: str, default: float) -> float:
+    raw = env.get(name)
+    if not raw:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise SettingsError(f"{name} must be a number of seconds, not {raw!r}") from None
+    if not 0 < value < float("inf"):
+        raise SettingsError(f"{name} must be positive, not {raw}")
     return value
 
 

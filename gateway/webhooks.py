@@ -2,7 +2,8 @@
 
 The secret is checked before the body is read, so an unauthenticated request
 never reaches the database as data; the answer is sent only after the
-delivery's transaction has committed.
+delivery's transaction has committed. Every configured secret is masked in
+the headers, query and body before anything is parsed or stored.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ import asyncio
 import time
 from collections.abc import Callable
 from datetime import datetime
-from typing import Any
+from typing import Any, Final
 
 import msgspec
 import structlog
@@ -28,7 +29,7 @@ from gateway.errors import (
 )
 from gateway.ingest import Delivery, Ingestor, elapsed_ms
 from gateway.metrics import Metrics
-from gateway.secrets import WebhookSecrets, credentials_from_request
+from gateway.secrets import REDACTED, Redactor, WebhookSecrets, credentials_from_request
 from gateway.settings import PROVIDERS, Settings
 from providers.base import clean_json
 
@@ -38,9 +39,11 @@ log = structlog.get_logger("gateway.webhook")
 REDACTED_HEADERS = frozenset({"authorization", "proxy-authorization", "cookie", "x-api-key"})
 #: Query parameters never stored: the webhook secret travels there.
 REDACTED_QUERY = frozenset({"token", "secret", "key", "api_key"})
-REDACTED = "[redacted]"
 #: How much of an oversized body is kept, to show what it was.
 OVERSIZED_PREFIX_BYTES = 4096
+#: The largest size `webhook_deliveries.body_size` (integer) can hold; an
+#: announced Content-Length above it is recorded as this, its cause saying more.
+MAX_RECORDED_SIZE: Final = 2**31 - 1
 
 
 class Ack(msgspec.Struct, frozen=True, kw_only=True):
@@ -61,11 +64,14 @@ class EdgeServices:
         secrets: WebhookSecrets,
         clock: Callable[[], datetime],
         metrics: Metrics,
+        redactor: Redactor | None = None,
     ) -> None:
         self.settings = settings
         self.secrets = secrets
         self.clock = clock
         self.metrics = metrics
+        self.redactor = redactor or Redactor(secrets.all_values())
+        self.body_limits = {p: settings.body_limit(p) for p in PROVIDERS}
         self.ingestor: Ingestor | None = None
 
 
@@ -85,30 +91,38 @@ def webhook_handler(services: EdgeServices) -> HTTPRouteHandler:
         if provider not in PROVIDERS:
             raise UnknownProvider(provider=provider)
         received_at = services.clock()
+        limit = services.body_limits[provider]
+        announced = announced_size(request.headers.get("content-length"))
         query = dict(request.query_params)
         offered = credentials_from_request(query, request.headers.get("authorization"))
         if not services.secrets.verify(provider, offered):
+            if announced is not None and announced > limit:  # never read, never stored
+                cause = too_large(provider, limit, f"announced body of {announced} bytes")
+                raise PayloadTooLarge(cause)
             log.info("webhook.unauthorized", provider=provider, path=request.url.path)
             raise Unauthorized
-        headers = redact_headers(dict(request.headers), services.secrets.all_values())
-        stored_query = redact_query(query)
+        redactor = services.redactor
+        headers = redact_headers(dict(request.headers), redactor)
+        stored_query = redact_query(query, redactor)
         ingestor = services.ingestor
         if ingestor is None:  # lifespan not finished: cannot happen under a server
             raise RuntimeError("webhook received before the pipeline started")
-        body, size = await read_body(
-            request, services.settings.max_body_bytes, services.settings.body_read_timeout_s
-        )
+        if announced is not None and announced > limit:  # not read at all
+            body, size, came = b"", announced, f"announced body of {announced} bytes"
+        else:
+            body, size = await read_body(request, limit, services.settings.body_read_timeout_s)
+            came = f"body of {size}+ bytes"
         delivery = Delivery(
             provider=provider,
             received_at=received_at,
-            body=body,
-            body_size=size,
+            body=redactor.body(body),
+            # The size stored (masking may shorten it); only an oversized body's differs.
+            body_size=min(size, MAX_RECORDED_SIZE) if size > limit else -1,
             headers=headers,
             query=stored_query,
         )
-        if size > services.settings.max_body_bytes:
-            limit = services.settings.max_body_bytes
-            cause = f"body of {size}+ bytes exceeds GATEWAY_MAX_BODY_BYTES={limit}"
+        if size > limit:
+            cause = too_large(provider, limit, came)
             outcome = await ingestor.record(delivery, "rejected", cause=cause)
             _log(services.metrics, provider, outcome.delivery_id, "rejected", 0, 0, started, cause)
             raise PayloadTooLarge(cause, delivery_id=str(outcome.delivery_id))
@@ -139,16 +153,30 @@ def webhook_handler(services: EdgeServices) -> HTTPRouteHandler:
     return receive_webhook
 
 
+def announced_size(content_length: str | None) -> int | None:
+    """The Content-Length as a number; None when absent or not plain ASCII digits.
+
+    The HTTP server refuses a malformed Content-Length before the app sees it;
+    this only guards the conversion (`str.isdigit` also accepts `²`).
+    """
+    if content_length and content_length.isascii() and content_length.isdigit():
+        return int(content_length)
+    return None
+
+
+def too_large(provider: str, limit: int, body: str) -> str:
+    """The cause of a 413: what came (`body`), and the setting that would let it in."""
+    return f"{body} exceeds GATEWAY_MAX_BODY_BYTES_{provider.upper()}={limit}"
+
+
 async def read_body(
     request: Request[Any, Any, Any], limit: int, timeout_s: float
 ) -> tuple[bytes, int]:
     """The body up to `limit` bytes; past it, a short prefix and the size seen.
 
-    A body whose Content-Length already exceeds the limit is not read at all.
+    Reading stops at the first chunk past the limit, so a request holds at
+    most `limit` bytes (plus one chunk) in memory, whatever it sends.
     """
-    announced = request.headers.get("content-length", "")
-    if announced.isdigit() and int(announced) > limit:
-        return b"", int(announced)
     chunks = bytearray()
     try:
         async with asyncio.timeout(timeout_s):
@@ -161,25 +189,23 @@ async def read_body(
     return bytes(chunks), len(chunks)
 
 
-def redact_headers(headers: dict[str, str], secrets: list[str]) -> dict[str, str]:
+def redact_headers(headers: dict[str, str], redactor: Redactor) -> dict[str, str]:
     """Headers as stored: credentials replaced, any configured secret masked."""
     stored: dict[str, str] = {}
     for name, value in headers.items():
-        lowered = name.lower()
-        if lowered in REDACTED_HEADERS:
-            stored[lowered] = REDACTED
-            continue
-        for secret in secrets:
-            if secret in value:
-                value = value.replace(secret, REDACTED)
-        stored[lowered] = value
+        lowered = redactor.name(name)
+        stored[lowered] = REDACTED if lowered in REDACTED_HEADERS else redactor.text(value)
     cleaned: dict[str, str] = clean_json(stored)
     return cleaned
 
 
-def redact_query(query: dict[str, str]) -> dict[str, str]:
-    """The query as stored: secrets removed."""
-    kept = {k: v for k, v in query.items() if k.lower() not in REDACTED_QUERY}
+def redact_query(query: dict[str, str], redactor: Redactor) -> dict[str, str]:
+    """The query as stored: credential parameters removed, any configured secret masked."""
+    kept = {
+        redactor.text(k): redactor.text(v)
+        for k, v in query.items()
+        if k.lower() not in REDACTED_QUERY
+    }
     cleaned: dict[str, str] = clean_json(kept)
     return cleaned
 

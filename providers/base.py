@@ -127,11 +127,19 @@ def decode_object(body: bytes) -> dict[str, Any]:
     return value
 
 
+#: Event times outside [EARLIEST, LATEST) are absurd (0001-01-01, 1970-01-01,
+#: 9999-12-31 are what unset or zeroed provider dates look like) and refused
+#: like unparseable ones: counted, one would stretch every chart to year 1.
+EARLIEST_TIME = datetime(2000, 1, 1, tzinfo=UTC)
+LATEST_TIME = datetime(2100, 1, 1, tzinfo=UTC)
+
+
 def parse_timestamp(value: object, field: str) -> datetime | None:
     """Parse an ISO 8601 time as aware UTC; naive times are taken as UTC.
 
     Accepts any number of fractional digits (Postmark sends seven) and a `Z`
-    suffix. Empty or missing values give None.
+    suffix. Empty or missing values give None. A time before 2000 or from 2100
+    on is a ProviderError, as an unparseable one is.
     """
     if value is None or value == "":
         return None
@@ -149,9 +157,16 @@ def parse_timestamp(value: object, field: str) -> datetime | None:
         zone = f"{zone[:3]}:{zone[3:]}"
     try:
         # Years 1 and 9999 with an offset overflow when moved to UTC.
-        return datetime.fromisoformat(f"{match['base']}.{fraction}{zone}").astimezone(UTC)
+        parsed = datetime.fromisoformat(f"{match['base']}.{fraction}{zone}").astimezone(UTC)
     except (ValueError, OverflowError) as exc:
         raise ProviderError(field, f"not a valid time: {value[:64]!r}") from exc
+    if not EARLIEST_TIME <= parsed < LATEST_TIME:
+        raise ProviderError(
+            field,
+            f"time out of range: {value[:64]!r} (accepted: from {EARLIEST_TIME:%Y-%m-%d}"
+            f" until {LATEST_TIME:%Y-%m-%d})",
+        )
+    return parsed
 
 
 _ISO_RE = re.compile(

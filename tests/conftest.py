@@ -18,6 +18,7 @@ from urllib.parse import urlsplit, urlunsplit
 import asyncpg
 import psycopg
 import pytest
+import respx
 from httpx import Response
 from litestar import Litestar
 from litestar.testing import AsyncTestClient
@@ -28,6 +29,22 @@ from gateway.db.pool import Pool, init_connection
 from gateway.settings import Settings
 
 FIXTURES = Path(__file__).parent / "fixtures"
+#: Hosts a test may reach for real: the gateway processes and servers it starts.
+LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1")
+
+
+@pytest.fixture(autouse=True)
+def no_outside_requests() -> Iterator[respx.Router]:
+    """Refuse any HTTP request to a host that is neither local nor mocked by the test.
+
+    A test fakes outbound hosts with its own `respx.mock`, which answers before
+    this one refuses; a request nobody mocked raises respx's AllMockedAssertionError
+    in the code under test (a 500 at the webhook edge) instead of quietly failing
+    on DNS.
+    """
+    with respx.mock(assert_all_called=False, assert_all_mocked=True) as guard:
+        guard.route(host__in=LOCAL_HOSTS).pass_through()
+        yield guard
 
 
 def with_database(url: str, name: str) -> str:
@@ -127,7 +144,7 @@ def settings(database_url: str, tmp_path: Path) -> Settings:
         phantombuster_api_key="pb-api-key",
         phantombuster_api_base=PB_API,
         phantombuster_result_hosts=("phantombuster.s3.amazonaws.com",),
-        phantombuster_timeout_s=3.0,
+        phantombuster_fetch_deadline_s=3.0,
         log_format="json",
     )
 

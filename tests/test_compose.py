@@ -115,7 +115,8 @@ def test_dockerfile() -> None:
     assert any("pip install ." in run for run in by_name["RUN"])
     assert by_name["USER"][-1] not in ("root", "0")
     assert by_name["EXPOSE"] == ["8000"]
-    assert "/healthz" in by_name["HEALTHCHECK"][-1]
+    # Healthy means ready for webhooks: database reachable and writes succeeding.
+    assert "/readyz" in by_name["HEALTHCHECK"][-1]
     assert json.loads(by_name["CMD"][-1]) == [
         "gateway",
         "serve",

@@ -3,8 +3,14 @@
 from __future__ import annotations
 
 import json
+import os
+import pty
+import select
 import signal
 import stat
+import subprocess
+import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -13,7 +19,7 @@ import pytest
 
 from gateway.db.migrate import migrations_dir
 from tests.conftest import fixture_body
-from tests.e2e.helpers import gateway_env, run_gateway, serving
+from tests.e2e.helpers import free_port, gateway_env, run_gateway, serving, wait_healthy
 
 
 @pytest.fixture
@@ -104,8 +110,8 @@ def test_api_key_is_generated_once_and_printed(fresh_url: str, tmp_path: Path) -
         refused = httpx.post(f"{base}/api/campaigns/templates", json=template)
         assert refused.status_code == 401
     serve_log = next(tmp_path.glob("serve-*.log")).read_text()
-    assert serve_log.count(key) == 1  # printed once, when generated; never logged
-    assert "Generated API key" in serve_log
+    assert key not in serve_log  # stdout is a file here, not a terminal: never printed
+    assert "gateway api-key" in serve_log
     key_file = tmp_path / "data" / "api-key.json"
     assert stat.S_IMODE(key_file.stat().st_mode) == 0o600
     assert run_gateway("api-key", env=env).stdout.strip() == key
@@ -131,3 +137,54 @@ def test_serve_on_embedded_postgres_keeps_data_across_restarts(tmp_path: Path) -
         assert again.json()["status"] == "duplicate"  # the first event survived the restart
     stats = run_gateway("db", "stats", env=env)
     assert "campaign_events        1" in stats.stdout
+
+
+def test_serve_prints_generated_secrets_to_a_terminal_only(fresh_url: str, tmp_path: Path) -> None:
+    """Issue 13: `serve` printed generated secrets to stdout even when it was a log file."""
+    logged = tmp_path / "logged"
+    logged.mkdir()
+    env = gateway_env(DATABASE_URL=fresh_url, GATEWAY_DATA_DIR=str(logged / "data"))
+    with serving(env, logged):
+        pass
+    log = next(logged.glob("serve-*.log")).read_text()
+    generated = [
+        *json.loads((logged / "data" / "webhook-secrets.json").read_text()).values(),
+        json.loads((logged / "data" / "api-key.json").read_text())["api_key"],
+    ]
+    assert len(generated) == 4
+    assert not [secret for secret in generated if secret in log]
+    assert "gateway urls" in log and "gateway api-key" in log
+
+    # On a terminal, the person starting it sees them once.
+    shown = tmp_path / "terminal"
+    env = gateway_env(DATABASE_URL=fresh_url, GATEWAY_DATA_DIR=str(shown / "data"))
+    terminal, stdout = pty.openpty()
+    port = free_port()
+    stderr_log = shown.parent / "terminal-serve.log"
+    with stderr_log.open("w") as stderr:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "gateway", "serve", "--port", str(port)],
+            env=env,
+            stdout=stdout,
+            stderr=stderr,
+        )
+    os.close(stdout)
+    printed = b""
+    try:
+        deadline = time.monotonic() + 60
+        while b"gateway api-key" not in printed and time.monotonic() < deadline:
+            if select.select([terminal], [], [], 1)[0]:
+                try:
+                    printed += os.read(terminal, 4096)
+                except OSError:  # the terminal closed: serve exited
+                    break
+        wait_healthy(f"http://127.0.0.1:{port}", proc, 60, stderr_log)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=30)
+        os.close(terminal)
+    secrets = json.loads((shown / "data" / "webhook-secrets.json").read_text())
+    key = json.loads((shown / "data" / "api-key.json").read_text())["api_key"]
+    text = printed.decode()
+    assert all(text.count(secret) >= 1 for secret in secrets.values()), text
+    assert text.count(key) == 1, text

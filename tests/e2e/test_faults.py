@@ -7,10 +7,12 @@ that retry like providers do.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import random
 import signal
+import subprocess
 import time
 import warnings
 from collections.abc import Callable, Iterator
@@ -19,6 +21,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import asyncpg
 import httpx
+import psutil
 import pytest
 
 from gateway.db.migrate import apply_migrations
@@ -154,7 +157,11 @@ def test_sigkill_mid_load_loses_and_doubles_nothing(
 
 @pytest.fixture
 def own_server(tmp_path: Path) -> Iterator[tuple[str, Callable[[], None], Callable[[], None]]]:
-    """A PostgreSQL server of this test's own, with stop and start controls."""
+    """A PostgreSQL server of this test's own, with stop and start controls.
+
+    `start` retries while the backends of a killed postmaster still hold its
+    shared memory (PostgreSQL refuses to start beside them).
+    """
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         import pgserver
@@ -171,21 +178,36 @@ def own_server(tmp_path: Path) -> Iterator[tuple[str, Callable[[], None], Callab
         pg_ctl(["-w", "-m", "fast", "stop"], pgdata=pgdata, user=user, timeout=30)
 
     def start() -> None:
-        pg_ctl(
-            ["-w", "-o", '-h ""', "-o", f"-k {socket_dir}", "-l", str(pgdata / "log"), "start"],
-            pgdata=pgdata,
-            user=user,
-            timeout=30,
-        )
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                log = str(pgdata / "log")
+                pg_ctl(
+                    ["-w", "-o", '-h ""', "-o", f"-k {socket_dir}", "-l", log, "start"],
+                    pgdata=pgdata,
+                    user=user,
+                    timeout=30,
+                )
+                return
+            except subprocess.CalledProcessError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.5)
 
     yield url, stop, start
-    if not (pgdata / "postmaster.pid").exists():
-        start()  # let pgserver's own cleanup find the server it started
+    with contextlib.suppress(subprocess.CalledProcessError):
+        stop()  # whichever postmaster runs now: pgserver only knows the first
     server.cleanup()
 
 
+def postmaster_pid(pgdata: Path) -> int:
+    """The pid of the postmaster running on `pgdata` (first line of postmaster.pid)."""
+    return int((pgdata / "postmaster.pid").read_text().splitlines()[0])
+
+
+@pytest.mark.parametrize("how", ["stopped", "sigkilled"])
 def test_database_outage_gives_fast_503_and_recovers_without_restart(
-    own_server: tuple[str, Callable[[], None], Callable[[], None]], tmp_path: Path
+    own_server: tuple[str, Callable[[], None], Callable[[], None]], tmp_path: Path, how: str
 ) -> None:
     url, stop, start = own_server
     apply_migrations(url)
@@ -196,7 +218,10 @@ def test_database_outage_gives_fast_503_and_recovers_without_restart(
         before = asyncio.run(post_all(base, bodies(100, "before")))
         assert {r.status_code for r in before.values() if r is not None} == {200}
 
-        stop()
+        if how == "stopped":
+            stop()
+        else:  # a crash: no shutdown, the backends find their postmaster gone
+            os.kill(postmaster_pid(tmp_path / "pg" / "pgdata"), signal.SIGKILL)
         started = time.monotonic()
         during = asyncio.run(post_all(base, bodies(100, "during"), request_timeout_s=30))
         elapsed = time.monotonic() - started
@@ -223,3 +248,97 @@ async def _count(url: str) -> int:
         return value
     finally:
         await conn.close()
+
+
+def embedded_postmaster_runs(pgdata: Path) -> int | None:
+    """The pid of a postmaster running on `pgdata`, or None."""
+    try:
+        pid = postmaster_pid(pgdata)
+        return pid if psutil.Process(pid).status() != psutil.STATUS_ZOMBIE else None
+    except (FileNotFoundError, psutil.Error):
+        return None
+
+
+def exits(pid: int, within_s: float = 10) -> bool:
+    """Whether `pid` is gone (or only waits to be reaped) within the time given."""
+    deadline = time.monotonic() + within_s
+    while time.monotonic() < deadline:
+        try:
+            if psutil.Process(pid).status() == psutil.STATUS_ZOMBIE:
+                return True
+        except psutil.NoSuchProcess:
+            return True
+        time.sleep(0.1)
+    return False
+
+
+@contextlib.contextmanager
+def no_leftover_postmaster(pgdata: Path) -> Iterator[None]:
+    """Whatever the test asserts, leave no PostgreSQL it started running."""
+    try:
+        yield
+    finally:
+        pid = embedded_postmaster_runs(pgdata)
+        if pid is not None:
+            os.kill(pid, signal.SIGKILL)
+
+
+def test_serve_restarts_its_embedded_postgres_after_a_sigkill(tmp_path: Path) -> None:
+    """Issue 13: a SIGKILLed embedded postmaster left the gateway answering 503 for ever."""
+    env = gateway_env(GATEWAY_DATA_DIR=str(tmp_path / "data"), GATEWAY_SECRET_LEMLIST=SECRET)
+    pgdata = tmp_path / "data" / "pgdata"
+    with no_leftover_postmaster(pgdata), serving(env, tmp_path) as (base, proc):
+        before = asyncio.run(post_all(base, bodies(20, "before")))
+        assert {r.status_code for r in before.values() if r is not None} == {200}
+        killed = postmaster_pid(pgdata)
+        os.kill(killed, signal.SIGKILL)
+
+        seen: list[int] = []
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline:
+            ready = httpx.get(f"{base}/readyz", timeout=10)
+            seen.append(ready.status_code)
+            if ready.status_code == 200 and seen.count(503):
+                break
+            assert ready.status_code in (200, 503), ready.text
+            if ready.status_code == 503:
+                assert ready.json()["status"] == "unavailable" and ready.json()["detail"]
+            time.sleep(0.2)
+        assert seen[-1] == 200, f"not ready again after 90 s: {seen[-5:]}"
+        assert 503 in seen, "/readyz never said the database was gone"
+        restarted = postmaster_pid(pgdata)
+        assert restarted != killed
+        after = asyncio.run(post_all(base, bodies(20, "after")))
+        assert {r.status_code for r in after.values() if r is not None} == {200}
+        again = asyncio.run(post_all(base, bodies(20, "before")))  # stored before the kill
+        assert {r.json()["status"] for r in again.values() if r is not None} == {"duplicate"}
+        assert proc.poll() is None
+    log = next(tmp_path.glob("serve-*.log")).read_text()
+    assert "embedded_postgres.died" in log and "embedded_postgres.restarted" in log
+    assert embedded_postmaster_runs(pgdata) is None, "a clean stop left PostgreSQL running"
+
+
+def test_after_a_sigkilled_serve_a_clean_restart_and_stop_stop_postgres(tmp_path: Path) -> None:
+    """Issue 13: the SIGKILLed serve stayed in pgserver's handle file, so a later
+    clean stop thought PostgreSQL still in use and left it running."""
+    env = gateway_env(GATEWAY_DATA_DIR=str(tmp_path / "data"), GATEWAY_SECRET_LEMLIST=SECRET)
+    pgdata = tmp_path / "data" / "pgdata"
+    with no_leftover_postmaster(pgdata):
+        with serving(env, tmp_path) as (base, proc):
+            first = asyncio.run(post_all(base, bodies(10, "first")))
+            assert {r.status_code for r in first.values() if r is not None} == {200}
+            os.kill(proc.pid, signal.SIGKILL)
+            assert proc.wait(timeout=10) == -signal.SIGKILL
+        survivor = embedded_postmaster_runs(pgdata)
+        assert survivor is not None  # a crash stops nothing: PostgreSQL runs on
+        assert json.loads((pgdata / ".handle_pids.json").read_text()) == [proc.pid]
+
+        with serving(env, tmp_path) as (base, second):
+            assert embedded_postmaster_runs(pgdata) == survivor  # joined, not started again
+            again = asyncio.run(post_all(base, bodies(10, "first")))
+            assert {r.json()["status"] for r in again.values() if r is not None} == {"duplicate"}
+            assert json.loads((pgdata / ".handle_pids.json").read_text()) == [second.pid]
+            second.send_signal(signal.SIGTERM)
+            assert second.wait(timeout=30) == 0
+        assert embedded_postmaster_runs(pgdata) is None, "the clean stop left PostgreSQL running"
+        assert exits(survivor)

@@ -6,10 +6,16 @@ the database is real.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
+import socketserver
+import threading
+import time
 
 import httpx
 import msgspec
+import pytest
 import respx
 from litestar import Litestar
 from litestar.testing import AsyncTestClient
@@ -17,7 +23,7 @@ from litestar.testing import AsyncTestClient
 from gateway.app import create_app
 from gateway.db.pool import Pool
 from gateway.fetch import ResultFetcher
-from gateway.settings import Settings
+from gateway.settings import Settings, SettingsError
 from tests.conftest import PB_API, fixture_body, make_enrollment, make_instance, post_webhook
 
 Client = AsyncTestClient[Litestar]
@@ -199,3 +205,109 @@ async def test_oversized_or_slow_results_leave_the_delivery_pending(
     )
     assert "larger than 1000 bytes" in causes[1] or "larger than 1000 bytes" in causes[0]
     assert any("ReadTimeout" in c for c in causes)
+
+
+@pytest.mark.parametrize(
+    "bad",
+    ["\t", "\r\n", "\n", "\x01", " ", "\x7f", "é", "\u2028"],
+    ids=["tab", "crlf", "lf", "x01", "space", "del", "non-ascii", "line-separator"],
+)
+async def test_result_url_with_unsafe_characters_stays_pending(
+    client: Client, clean_db: Pool, bad: str
+) -> None:
+    """Issue 13: httpx refused such a URL on an allowed host with an error nobody caught:
+    a 500, and the raw body lost."""
+    url = f"https://phantombuster.s3.amazonaws.com/org/{bad}agent/result.json"
+    # The autouse guard refuses any request: none may be made for this URL.
+    alone = run_body(resultObject=json.dumps({"jsonUrl": url}), containerId=None)
+    response = await post_webhook(client, "phantombuster", alone)
+    assert response.status_code == 200, response.text
+    assert response.json()["status"] == "pending"
+    stored = await clean_db.fetchrow("SELECT status, cause, body FROM webhook_deliveries")
+    assert stored["status"] == "pending"
+    assert "white space, control or non-ASCII" in stored["cause"]
+    assert bytes(stored["body"]) == alone
+
+    # With a container id, the API is asked instead, as for a host that is not allowed.
+    with respx.mock(assert_all_called=True) as mock:
+        mock.get(f"{PB_API}/containers/fetch-result-object").respond(
+            200, content=fixture_body("phantombuster-api", "fetch_result_object_response.json")
+        )
+        fallback = await post_webhook(
+            client, "phantombuster", run_body(resultObject=json.dumps({"jsonUrl": url}))
+        )
+    assert fallback.json()["events"] == 3, fallback.text
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "https://[phantombuster.s3.amazonaws.com/x.json",
+        "https://phantombuster.s3.amazonaws.com:99999/x",
+    ],
+)
+async def test_malformed_result_url_stays_pending(client: Client, clean_db: Pool, url: str) -> None:
+    body = run_body(resultObject=json.dumps({"jsonUrl": url}), containerId=None)
+    response = await post_webhook(client, "phantombuster", body)
+    assert (response.status_code, response.json()["status"]) == (200, "pending")
+    assert await clean_db.fetchval("SELECT status FROM webhook_deliveries") == "pending"
+
+
+async def test_a_dripping_result_host_is_cut_off_at_the_total_deadline(
+    settings: Settings, clean_db: Pool
+) -> None:
+    """Issue 13: a host sending one byte every 2 s held a webhook for 40 s.
+
+    A real local server drips one byte every 0.2 s: never slow enough for a
+    per-phase (read) timeout, so only a total deadline ends the fetch.
+    """
+    dripped: list[int] = []
+
+    class Drip(socketserver.StreamRequestHandler):
+        def handle(self) -> None:
+            while self.rfile.readline() not in (b"\r\n", b""):
+                pass
+            self.wfile.write(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n")
+            self.wfile.write(b"Content-Length: 100000\r\n\r\n")
+            with contextlib.suppress(OSError):
+                for _ in range(100):
+                    self.wfile.write(b" ")
+                    self.wfile.flush()
+                    dripped.append(1)
+                    time.sleep(0.2)
+
+    # Its own thread: the test client runs the app in a thread of its own too.
+    server = socketserver.ThreadingTCPServer(("127.0.0.1", 0), Drip)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    port = server.server_address[1]
+    quick = msgspec.structs.replace(
+        settings, phantombuster_result_hosts=("127.0.0.1",), phantombuster_fetch_deadline_s=1.5
+    )
+    url = f"http://127.0.0.1:{port}/result.json"
+    try:
+        async with AsyncTestClient(app=create_app(quick, configure_logs=False)) as client:
+            started = time.monotonic()
+            response = await asyncio.wait_for(
+                post_webhook(client, "phantombuster", run_body(resultObject={"jsonUrl": url})),
+                timeout=15,
+            )
+            elapsed = time.monotonic() - started
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert response.status_code == 200, response.text
+    assert response.json()["status"] == "pending"
+    assert 1.4 < elapsed < 4, f"answered after {elapsed:.1f}s"
+    assert len(dripped) >= 5  # the host did answer, slowly
+    cause = await clean_db.fetchval("SELECT cause FROM webhook_deliveries")
+    assert cause == "result fetch exceeded PHANTOMBUSTER_FETCH_DEADLINE_S=1.5"
+
+
+def test_fetch_deadline_setting() -> None:
+    assert Settings.from_env({}).phantombuster_fetch_deadline_s == 30
+    env = {"PHANTOMBUSTER_FETCH_DEADLINE_S": "2.5"}
+    assert Settings.from_env(env).phantombuster_fetch_deadline_s == 2.5
+    for bad in ("0", "-1", "soon", "nan", "inf"):
+        with pytest.raises(SettingsError, match="PHANTOMBUSTER_FETCH_DEADLINE_S"):
+            Settings.from_env({"PHANTOMBUSTER_FETCH_DEADLINE_S": bad})

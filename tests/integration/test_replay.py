@@ -28,7 +28,7 @@ from gateway.db.queries import DeliveryFilter
 from gateway.export import export_deliveries
 from gateway.progress import Progress
 from gateway.replay import Tally, replay_direct, replay_http
-from gateway.secrets import WebhookSecrets
+from gateway.secrets import Redactor, WebhookSecrets
 from gateway.settings import PROVIDERS, Settings
 from tests.conftest import FIXTURES, PB_API, SECRETS, fixture_body, post_webhook
 from tests.replaying import (
@@ -42,6 +42,8 @@ from tests.replaying import (
 )
 
 SECRET_STORE = WebhookSecrets(SECRETS)
+#: Exports of what this module stores: no secret to mask in them.
+NONE = Redactor(())
 
 #: What the gateway answers to the captures' 34 lines, whichever way they travel.
 EXPECTED_COUNTS = {
@@ -62,7 +64,7 @@ def settings_for(url: str, tmp_path: Path) -> Settings:
         phantombuster_api_key="pb-api-key",
         phantombuster_api_base=PB_API,
         phantombuster_result_hosts=("phantombuster.s3.amazonaws.com",),
-        phantombuster_timeout_s=3.0,
+        phantombuster_fetch_deadline_s=3.0,
         log_format="json",
     )
 
@@ -178,7 +180,7 @@ async def test_export_then_replay_into_a_fresh_database_gives_the_same_state(
     await direct(source, tmp_path, capture.read(CAPTURE_FILES))
     everything = DeliveryFilter(providers=PROVIDERS)
     exported = io.BytesIO()
-    assert await export_deliveries(conns[0], everything, exported, page_size=7) == 34
+    assert await export_deliveries(conns[0], everything, exported, redactor=NONE, page_size=7) == 34
     # The fixtures are exports themselves: the same deliveries come back out.
     assert by_time(exported.getvalue()) == by_time(b"".join(p.read_bytes() for p in CAPTURE_FILES))
 
@@ -188,7 +190,7 @@ async def test_export_then_replay_into_a_fresh_database_gives_the_same_state(
     assert replayed.counts == EXPECTED_COUNTS
     assert await snapshot(conns[1]) == await snapshot(conns[0])
     again = io.BytesIO()
-    await export_deliveries(conns[1], everything, again)
+    await export_deliveries(conns[1], everything, again, redactor=NONE)
     assert again.getvalue() == exported.getvalue()
     for conn in conns:
         await conn.close()
@@ -203,7 +205,7 @@ async def test_export_filters_by_provider_status_and_time(
 
     async def exported(where: DeliveryFilter) -> list[dict[str, object]]:
         out = io.BytesIO()
-        await export_deliveries(conn, where, out, page_size=2)
+        await export_deliveries(conn, where, out, redactor=NONE, page_size=2)
         return [json.loads(line) for line in out.getvalue().splitlines()]
 
     only_rejected = await exported(DeliveryFilter(providers=PROVIDERS, statuses=("rejected",)))
@@ -245,7 +247,7 @@ async def test_a_fetched_phantombuster_result_travels_with_the_export(
     assert fetched_once.counts["unmatched"] == 1
     conn = await connect(source)
     exported = io.BytesIO()
-    await export_deliveries(conn, DeliveryFilter(providers=PROVIDERS), exported)
+    await export_deliveries(conn, DeliveryFilter(providers=PROVIDERS), exported, redactor=NONE)
     await conn.close()
     assert b'"fetched":{"from":"https://api.phantombuster.test/' in exported.getvalue()
 
@@ -449,7 +451,7 @@ async def test_an_export_replayed_into_its_own_database_adds_nothing(
     assert (await post_webhook(client, "postmark", pretty)).status_code == 200
     exported = io.BytesIO()
     async with clean_db.acquire() as conn:
-        await export_deliveries(conn, DeliveryFilter(providers=PROVIDERS), exported)
+        await export_deliveries(conn, DeliveryFilter(providers=PROVIDERS), exported, redactor=NONE)
     assert b"\n" not in exported.getvalue().rstrip(b"\n")
     export_file = tmp_path / "own.jsonl"
     export_file.write_bytes(exported.getvalue())

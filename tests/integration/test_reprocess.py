@@ -25,7 +25,7 @@ from gateway.replay import replay_direct
 from gateway.reprocess import Report, Reprocessor
 from gateway.secrets import WebhookSecrets
 from gateway.settings import PROVIDERS, Settings
-from tests.conftest import FIXTURES, PB_API, SECRETS, fixture_body
+from tests.conftest import FIXTURES, PB_API, SECRETS, fixture_body, make_instance
 from tests.replaying import (
     CAPTURE_FILES,
     MAPPINGS,
@@ -346,3 +346,23 @@ async def test_a_truncated_oversized_body_is_left_alone(
         await clean_db.fetchval("SELECT status FROM webhook_deliveries WHERE id = $1", delivery)
         == "rejected"
     )
+
+
+async def test_a_delivery_stored_with_a_masked_secret_reprocesses(
+    client: Any, clean_db: Pool, settings: Settings, fetcher: ResultFetcher
+) -> None:
+    """lemlist echoes its hook secret in the body: the stored, masked body is shorter
+    than what came, and must still be re-parsed (not taken for an oversized prefix)."""
+    secret = SECRETS["lemlist"][0]
+    body = fixture_body("lemlist", "emailsSent.json").replace(
+        b'"campaignId"', f'"secret": "{secret}", "campaignId"'.encode(), 1
+    )
+    answer = await client.post("/webhooks/lemlist", params={"token": secret}, content=body)
+    assert answer.json()["status"] == "unmatched"
+    stored = await clean_db.fetchrow("SELECT body, body_size FROM webhook_deliveries")
+    assert secret.encode() not in bytes(stored["body"])
+    assert stored["body_size"] == len(stored["body"]) < len(body)
+    await make_instance(clean_db, {"lemlist_campaign_id": "cam_R7vK2mXq9PdL4sWtA"})
+    report = await reprocess(clean_db, settings, fetcher)
+    assert (report.examined, report.attached, report.new_events) == (1, 1, 0)
+    assert await statuses(clean_db) == {"processed": 1}

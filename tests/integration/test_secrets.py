@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import io
 import json
 import logging
 import re
@@ -17,16 +18,22 @@ from litestar.testing import AsyncTestClient
 
 from gateway.app import create_app
 from gateway.db.pool import Pool
+from gateway.db.queries import DeliveryFilter
+from gateway.export import export_deliveries
 from gateway.logs import configure_logging
 from gateway.secrets import (
     API_KEY_FILE,
     ApiKeys,
+    Redactor,
     WebhookSecrets,
     api_key_from_request,
     credentials_from_request,
+    known_redactor,
     load_api_keys,
+    load_secrets,
 )
 from gateway.settings import Settings, SettingsError
+from gateway.webhooks import redact_headers
 from tests.conftest import API_KEY, AUTH, SECRETS, fixture_body
 
 WRITE_METHODS = {"POST", "PUT", "PATCH", "DELETE"}
@@ -207,3 +214,151 @@ def test_credentials_from_request(
     query: dict[str, str], authorization: str | None, offered: list[str]
 ) -> None:
     assert credentials_from_request(query, authorization) == offered
+
+
+async def test_a_secret_anywhere_in_a_request_is_never_stored_served_logged_or_exported(
+    logged_client: AsyncTestClient[Litestar],
+    clean_db: Pool,
+    capsys: pytest.CaptureFixture[str],
+    settings: Settings,
+) -> None:
+    """Issue 13: a secret under another query name, or echoed in lemlist's body
+    (`secret`), was stored, served by /api/deliveries and written by `gateway export`."""
+    lemlist = SECRETS["lemlist"][0]
+    postmark = SECRETS["postmark"][1]
+    escaped = "".join(f"\\u{ord(c):04x}" for c in lemlist)  # the same secret, JSON-escaped
+    activity = json.loads(fixture_body("lemlist", "emailsSent.json"))
+    echoed = json.dumps(
+        activity
+        | {
+            "_id": f"act_{lemlist}",
+            "secret": lemlist,
+            "leadFirstName": f"Dana {postmark}",
+            "companyName": f"Acme {API_KEY}",
+        }
+    ).encode()
+    escaped_body = (
+        json.dumps(activity | {"_id": "act_escaped"})[:-1] + f', "leadLastName": "{escaped}"}}'
+    ).encode()
+    answers = [
+        await logged_client.post(  # echoed in the body, and under other query names
+            "/webhooks/lemlist",
+            params={"token": lemlist, "callback": lemlist, lemlist: "1", "next": f"x{lemlist}y"},
+            content=echoed,
+            headers={f"x-{lemlist}": "named", "x-echo": f"Bearer {postmark}"},
+        ),
+        await logged_client.post(
+            "/webhooks/lemlist", params={"token": lemlist}, content=escaped_body
+        ),
+        await logged_client.post(  # a rejected body whose cause would quote the secret
+            "/webhooks/lemlist",
+            params={"token": lemlist},
+            content=json.dumps(activity | {"createdAt": lemlist}).encode(),
+        ),
+        await logged_client.post(
+            "/webhooks/lemlist", params={"token": lemlist}, content=f"{{{lemlist}".encode()
+        ),
+    ]
+    assert [a.status_code for a in answers] == [200, 200, 400, 400], [a.text for a in answers]
+    served = [
+        await logged_client.get("/api/deliveries"),
+        await logged_client.get("/api/events"),
+        *[
+            await logged_client.get(f"/api/events?delivery_id={a.json()['delivery_id']}")
+            for a in answers[:2]
+        ],
+    ]
+    assert all(s.status_code == 200 for s in served), [s.text for s in served]
+    assert len(served[0].json()["items"]) == 4 and len(served[1].json()["items"]) == 2
+    exported = io.BytesIO()
+    async with clean_db.acquire() as conn:
+        await export_deliveries(
+            conn,
+            DeliveryFilter(providers=("lemlist",)),
+            exported,
+            redactor=known_redactor(settings),
+        )
+    stored = await clean_db.fetch(
+        "SELECT d.body, d.headers, d.query, d.cause, e.provider_event_id, e.metadata"
+        " FROM webhook_deliveries d LEFT JOIN campaign_events e ON e.delivery_id = d.id"
+    )
+    rows = json.dumps(
+        [{k: bytes(v).decode() if k == "body" else v for k, v in dict(r).items()} for r in stored],
+        default=str,
+    )
+    texts = {
+        "log": capsys.readouterr().err,
+        "stored rows": rows,
+        "export": exported.getvalue().decode(),
+        **{f"answer {n}": a.text for n, a in enumerate(answers)},
+        **{f"served {n}": s.text for n, s in enumerate(served)},
+    }
+    assert "webhook.ingested" in texts["log"]
+    for where, text in texts.items():
+        for secret in (lemlist, postmark, API_KEY, escaped):
+            assert secret not in text, f"{secret!r} found in the {where}"
+    query = next(r["query"] for r in stored if r["query"])
+    assert query == {"callback": "[redacted]", "[redacted]": "1", "next": "x[redacted]y"}
+    assert '"secret":"[redacted]"' in texts["export"].replace(" ", "")
+
+
+async def test_stored_rows_of_an_older_gateway_are_masked_on_export(
+    clean_db: Pool, settings: Settings
+) -> None:
+    """A body stored before bodies were masked still leaves `gateway export` masked."""
+    secret = SECRETS["lemlist"][0]
+    body = json.dumps({"type": "emailsSent", "secret": secret}).encode()
+    await clean_db.execute(
+        "INSERT INTO webhook_deliveries (provider, body, body_size, headers, query, status)"
+        " VALUES ('lemlist', $1, $2, $3, $4, 'ignored')",
+        body,
+        len(body),
+        {"x-echo": secret},
+        {"callback": secret},
+    )
+    exported = io.BytesIO()
+    async with clean_db.acquire() as conn:
+        count = await export_deliveries(
+            conn,
+            DeliveryFilter(providers=("lemlist",)),
+            exported,
+            redactor=known_redactor(settings),
+        )
+    assert count == 1
+    line = json.loads(exported.getvalue())
+    assert line["body"] == {"type": "emailsSent", "secret": "[redacted]"}
+    assert line["headers"] == {"x-echo": "[redacted]"}
+    assert line["query"] == {"callback": "[redacted]"}
+
+
+def test_known_redactor_reads_generated_secrets_without_generating(tmp_path: Path) -> None:
+    settings = Settings(data_dir=tmp_path / "data", api_keys=("configured-key",))
+    assert known_redactor(settings).text("configured-key") == "[redacted]"
+    assert not (tmp_path / "data").exists()  # nothing generated
+    secrets, _ = load_secrets(settings)
+    generated = secrets.by_provider["postmark"][0]
+    assert known_redactor(settings).text(f"a{generated}b") == "a[redacted]b"
+
+
+@pytest.mark.parametrize(
+    ("body", "masked"),
+    [
+        (b'{"secret": "s3cr\\"t!"}', b'{"secret": "[redacted]"}'),
+        (b'{"a": "x s3cr\\\\"t!"}', b'{"a": "x s3cr\\\\"t!"}'),  # not the secret: kept as is
+        (b'{"a": "\\u00e9l\\u00e8ve"}', b'{"a": "[redacted]"}'),  # as json.dumps escapes
+        (b'{"a": "\\u00E9l\\u00e8ve", "b": 1}', b'{"a":"[redacted]","b":1}'),  # re-encoded
+        ('{"a": "élève"}'.encode(), b'{"a": "[redacted]"}'),
+        (b'{"a": "\\/path"}', b'{"a": "\\/path"}'),  # escapes but no secret: byte for byte
+        (b"not json \\u0073", b"not json \\u0073"),
+    ],
+)
+def test_redactor_masks_json_escaped_secrets(body: bytes, masked: bytes) -> None:
+    redactor = Redactor(['s3cr"t!', "élève"])
+    assert redactor.body(body) == masked
+
+
+def test_a_secret_in_a_header_name_is_masked_whatever_its_case() -> None:
+    """HTTP servers lower-case header names: `X-AbC…` arrives as `x-abc…`."""
+    redactor = Redactor(["AbC-123-xYz"])
+    stored = redact_headers({"x-abc-123-xyz": "1", "X-Echo": "AbC-123-xYz"}, redactor)
+    assert stored == {"x-[redacted]": "1", "x-echo": "[redacted]"}

@@ -5,15 +5,20 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import uuid
 from pathlib import Path
 from typing import Any
 
+import msgspec
 import pytest
+import respx
 from litestar import Litestar
 from litestar.testing import AsyncTestClient
 
+from gateway.app import create_app
 from gateway.db.pool import Pool
-from tests.conftest import FIXTURES, SECRETS, fixture_body, make_instance, post_webhook
+from gateway.settings import Settings
+from tests.conftest import FIXTURES, PB_API, SECRETS, fixture_body, make_instance, post_webhook
 
 Client = AsyncTestClient[Litestar]
 
@@ -88,10 +93,16 @@ async def test_every_fixture_is_answered_without_server_error(
     client: Client, clean_db: Pool, provider: str, name: str
 ) -> None:
     body = fixture_body(provider, name)
-    first = await post_webhook(client, provider, body)
-    assert first.status_code in (200, 400), first.text
-    count = len(await events(clean_db))
-    again = await post_webhook(client, provider, body)
+    # PhantomBuster runs without their result fetch it: from the API, or a result file.
+    api_answer = fixture_body("phantombuster-api", "fetch_result_object_response.json")
+    rows = fixture_body("phantombuster-api", "linkedin_auto_connect_result_object.parsed.json")
+    with respx.mock(assert_all_called=False) as outside:
+        outside.get(f"{PB_API}/containers/fetch-result-object").respond(200, content=api_answer)
+        outside.get(host="phantombuster.s3.amazonaws.com").respond(200, content=rows)
+        first = await post_webhook(client, provider, body)
+        assert first.status_code in (200, 400), first.text
+        count = len(await events(clean_db))
+        again = await post_webhook(client, provider, body)
     assert again.status_code == first.status_code
     assert len(await events(clean_db)) == count, "a redelivery wrote a second event"
     if first.status_code == 200:
@@ -251,6 +262,100 @@ async def test_oversized_body_is_413_and_recorded(client: Client, clean_db: Pool
     assert "GATEWAY_MAX_BODY_BYTES" in stored[0]["cause"]
 
 
+def pb_run_of(size: int) -> bytes:
+    """A finished PhantomBuster run whose inline result (one real row, padded) is `size` bytes."""
+    body = json.loads(fixture_body("phantombuster", "linkedin_auto_connect_finished.json"))
+    rows = json.loads(body["resultObject"])[:1]
+    body["resultObject"] = json.dumps(rows)
+    padding = size - len(json.dumps(body | {"padding": ""}).encode())
+    encoded = json.dumps(body | {"padding": "x" * padding}).encode()
+    assert len(encoded) == size
+    return encoded
+
+
+async def test_phantombuster_runs_past_1_mib_are_accepted_up_to_16_mib(
+    client: Client, clean_db: Pool
+) -> None:
+    """Issue 13: a run's inline result past 1 MiB got 413, its rows lost for ever."""
+    large = pb_run_of(5 * 1024 * 1024)
+    response = await post_webhook(client, "phantombuster", large)
+    assert response.status_code == 200, response.text
+    assert response.json()["events"] == 1
+    too_large = pb_run_of(16 * 1024 * 1024 + 1)
+    refused = await post_webhook(client, "phantombuster", too_large)
+    assert refused.status_code == 413
+    # lemlist keeps the general limit (1 MiB).
+    lemlist = await post_webhook(client, "lemlist", b'{"pad": "' + b"x" * 1024 * 1024 + b'"}')
+    assert lemlist.status_code == 413
+    stored = [(d["provider"], d["status"], d["body_size"]) for d in await deliveries(clean_db)]
+    assert stored == [
+        ("phantombuster", "unmatched", len(large)),
+        ("phantombuster", "rejected", len(too_large)),
+        ("lemlist", "rejected", 1024 * 1024 + 11),
+    ]
+    causes = [d["cause"] for d in await deliveries(clean_db)]
+    assert "GATEWAY_MAX_BODY_BYTES_PHANTOMBUSTER=16777216" in causes[1]
+    assert "GATEWAY_MAX_BODY_BYTES_LEMLIST=1048576" in causes[2]
+
+
+async def test_per_provider_body_limits_are_configurable(
+    settings: Settings, clean_db: Pool
+) -> None:
+    limited = msgspec.structs.replace(
+        settings, max_body_bytes=10_000, max_body_bytes_postmark=100, max_body_bytes_lemlist=None
+    )
+    assert [limited.body_limit(p) for p in ("lemlist", "postmark", "phantombuster")] == [
+        10_000,
+        100,
+        16 * 1024 * 1024,
+    ]
+    async with AsyncTestClient(app=create_app(limited, configure_logs=False)) as small:
+        postmark = await post_webhook(small, "postmark", fixture_body("postmark", "Open.json"))
+        lemlist = await post_webhook(small, "lemlist", fixture_body("lemlist", "emailsSent.json"))
+    assert (postmark.status_code, lemlist.status_code) == (413, 200)
+    [cause] = await clean_db.fetch("SELECT cause FROM webhook_deliveries WHERE status = 'rejected'")
+    assert "GATEWAY_MAX_BODY_BYTES_POSTMARK=100" in cause["cause"]
+
+
+@pytest.mark.parametrize(
+    ("provider", "name", "field", "value"),
+    [
+        ("lemlist", "emailsSent.json", "createdAt", "0001-01-01T00:00:00Z"),
+        ("lemlist", "emailsOpened.json", "createdAt", "1970-01-01T00:00:00.000Z"),
+        ("lemlist", "emailsClicked.json", "createdAt", "9999-12-31T23:59:59Z"),
+        ("postmark", "Delivery.json", "DeliveredAt", "0001-01-01T00:00:00"),
+        ("postmark", "Open.json", "ReceivedAt", "2100-01-01T00:00:00Z"),
+    ],
+)
+async def test_absurd_event_times_are_rejected_and_kept(
+    client: Client, clean_db: Pool, provider: str, name: str, field: str, value: str
+) -> None:
+    """Issue 13: one event dated year 1 made every default performance view a 400."""
+    instance = await make_instance(
+        clean_db,
+        {"lemlist_campaign_id": "cam_R7vK2mXq9PdL4sWtA", "postmark_tag": "q1-outbound-step-2"},
+    )
+    ordinary = await post_webhook(client, provider, fixture_body(provider, name))
+    assert ordinary.status_code == 200, ordinary.text
+    body = json.loads(fixture_body(provider, name)) | {field: value, "_id": "act_absurd"}
+    if provider == "postmark":
+        body |= {"MessageID": "00000000-absurd", "ID": 987654}
+    absurd = json.dumps(body).encode()
+    response = await post_webhook(client, provider, absurd)
+    assert response.status_code == 400, response.text
+    assert response.json()["field"] == f"$.{field}"
+    assert "out of range" in response.json()["detail"]
+    rejected = await clean_db.fetchrow(
+        "SELECT status, cause, body FROM webhook_deliveries WHERE id = $1",
+        uuid.UUID(response.json()["delivery_id"]),
+    )
+    assert (rejected["status"], bytes(rejected["body"])) == ("rejected", absurd)
+    assert await clean_db.fetchval("SELECT count(*) FROM campaign_events") == 1
+    performance = await client.get(f"/api/campaigns/instances/{instance}/performance")
+    assert performance.status_code == 200, performance.text
+    assert len(performance.json()["daily"]) == 1
+
+
 async def test_secrets_are_not_stored(client: Client, clean_db: Pool) -> None:
     secret = SECRETS["lemlist"][0]
     response = await client.post(
@@ -296,8 +401,6 @@ async def test_unmatched_event_attaches_on_redelivery_once_mapped(
 async def test_database_down_is_503_with_retry_after(
     settings: Any, tmp_path: Path, clean_db: Pool
 ) -> None:
-    from gateway.app import create_app
-
     dead = settings.__class__(
         **{
             **{f: getattr(settings, f) for f in settings.__struct_fields__},

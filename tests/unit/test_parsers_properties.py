@@ -5,6 +5,7 @@ Anything else would become a 500, which providers retry forever.
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 import msgspec
@@ -13,7 +14,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from providers import lemlist, phantombuster, postmark
-from providers.base import ProviderError
+from providers.base import ProviderError, parse_timestamp
 
 from .helpers import check_parsed, encode, fixture_json, fixture_names
 
@@ -161,3 +162,27 @@ def test_deep_nesting(provider: str, depth: int) -> None:
     outcome(provider, raw)
     text = msgspec.json.encode(nested.decode())
     outcome(provider, b'{"agentId": 1, "script": "Auto Connect", "resultObject": ' + text + b"}")
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("2000-01-01T00:00:00Z", datetime(2000, 1, 1, tzinfo=UTC)),
+        ("2099-12-31T23:59:59.999999Z", datetime(2099, 12, 31, 23, 59, 59, 999999, tzinfo=UTC)),
+        ("2000-01-01T01:00:00+01:00", datetime(2000, 1, 1, tzinfo=UTC)),
+        ("1999-12-31T23:59:59.9999999Z", None),
+        ("2000-01-01T00:59:59+01:00", None),
+        ("2100-01-01T00:00:00Z", None),
+        ("0001-01-01T00:00:00Z", None),
+        ("1970-01-01T00:00:00Z", None),
+        ("9999-12-31T23:59:59Z", None),
+    ],
+)
+def test_event_times_must_fall_between_2000_and_2100(value: str, expected: datetime | None) -> None:
+    """An absurd time is refused like an unparseable one (issue 13: year 1 broke charts)."""
+    if expected is not None:
+        assert parse_timestamp(value, "$.t") == expected
+        return
+    with pytest.raises(ProviderError, match="out of range") as caught:
+        parse_timestamp(value, "$.t")
+    assert caught.value.field == "$.t"

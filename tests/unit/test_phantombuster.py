@@ -346,7 +346,10 @@ def test_malformed_input_names_the_field(body: bytes, fetched: bytes | None, fie
     assert caught.value.field == field
 
 
-@pytest.mark.parametrize("timestamp", ["today", 17, "2025-13-45T99:99:99Z"])
+@pytest.mark.parametrize(
+    "timestamp",
+    ["today", 17, "2025-13-45T99:99:99Z", "0001-01-01T00:00:00Z", "9999-12-31T23:59:59Z"],
+)
 def test_a_malformed_row_time_spares_the_run(timestamp: object) -> None:
     """One odd row must not reject a whole run: its time falls back to the receive time."""
     rows = [{"url": "linkedin.com/in/a", "timestamp": timestamp}, {"url": "linkedin.com/in/b"}]
