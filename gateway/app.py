@@ -24,6 +24,7 @@ from gateway import __version__
 from gateway.api import api_router
 from gateway.api.auth import SECURITY_SCHEMES
 from gateway.api.schemas import PROBLEM_JSON, Problem
+from gateway.console import console_router
 from gateway.db.pool import close_pool, connection, create_pool
 from gateway.errors import GatewayError, Unavailable
 from gateway.fetch import ResultFetcher
@@ -175,6 +176,7 @@ def create_app(
             readyz,
             metrics_handler(metrics, settings),
             api_router(settings, api_keys),
+            console_router(),
         ],
         middleware=[metrics.middleware],
         lifespan=[lifespan],
