@@ -35,7 +35,9 @@ print("served from the wheel")
 
 
 def test_wheel_serves_the_console_without_the_checkout(tmp_path: Path) -> None:
-    wheel = Path(next(WheelBuilder(str(ROOT)).build(directory=str(tmp_path), versions=["standard"])))
+    wheel = Path(
+        next(WheelBuilder(str(ROOT)).build(directory=str(tmp_path), versions=["standard"]))
+    )
     names = set(zipfile.ZipFile(wheel).namelist())
     for asset in (
         "gateway/console/index.html",

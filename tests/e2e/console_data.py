@@ -28,19 +28,87 @@ FINTECH_TAG = "fintech-cfos-march"
 WEBINAR_CAMPAIGN = "cam_Webinar_Followup_Apr"
 NEWSLETTER_TAG = "newsletter-april"
 
-FIRST = (
-    "Dana Marcus Priya Jonas Amara Luis Mei Tomasz Ingrid Kofi Sofia Ravi Elena Noah Yuki Omar"
-    " Clara Mateo Hannah Arjun Leila Pieter Grace Diego Freya Samuel Nadia Viktor Chloe Idris"
-).split()
-LAST = (
-    "Whitfield Okafor Natarajan Lindqvist Mensah Herrera Chen Nowak Berg Asante Rossi Iyer"
-    " Petrova Fischer Tanaka Haddad Dubois Silva Becker Kapoor Karimi Jansen Murphy Alvarez"
-    " Nielsen Adeyemi Sorensen Horvat Laurent Rahman"
-).split()
-COMPANIES = (
-    "northwind contoso fabrikam tailspin adventureworks wingtip litware proseware"
-    " fourthcoffee woodgrove lucerne margie alpineski blueyonder cohowinery"
-).split()
+FIRST = [
+    "Dana",
+    "Marcus",
+    "Priya",
+    "Jonas",
+    "Amara",
+    "Luis",
+    "Mei",
+    "Tomasz",
+    "Ingrid",
+    "Kofi",
+    "Sofia",
+    "Ravi",
+    "Elena",
+    "Noah",
+    "Yuki",
+    "Omar",
+    "Clara",
+    "Mateo",
+    "Hannah",
+    "Arjun",
+    "Leila",
+    "Pieter",
+    "Grace",
+    "Diego",
+    "Freya",
+    "Samuel",
+    "Nadia",
+    "Viktor",
+    "Chloe",
+    "Idris",
+]
+LAST = [
+    "Whitfield",
+    "Okafor",
+    "Natarajan",
+    "Lindqvist",
+    "Mensah",
+    "Herrera",
+    "Chen",
+    "Nowak",
+    "Berg",
+    "Asante",
+    "Rossi",
+    "Iyer",
+    "Petrova",
+    "Fischer",
+    "Tanaka",
+    "Haddad",
+    "Dubois",
+    "Silva",
+    "Becker",
+    "Kapoor",
+    "Karimi",
+    "Jansen",
+    "Murphy",
+    "Alvarez",
+    "Nielsen",
+    "Adeyemi",
+    "Sorensen",
+    "Horvat",
+    "Laurent",
+    "Rahman",
+]
+COMPANIES = [
+    "northwind",
+    "contoso",
+    "fabrikam",
+    "tailspin",
+    "adventureworks",
+    "wingtip",
+    "litware",
+    "proseware",
+    "fourthcoffee",
+    "woodgrove",
+    "lucerne",
+    "margie",
+    "alpineski",
+    "blueyonder",
+    "cohowinery",
+]
 
 
 def people(count: int, rng: random.Random) -> list[dict[str, str]]:
@@ -275,9 +343,7 @@ def capture(now: datetime, seed: int = 7) -> list[dict[str, Any]]:
     def moment(day: float) -> datetime:
         """Business hours on a day after `start`."""
         base = start + timedelta(days=day)
-        return base.replace(hour=8, minute=0, second=0) + timedelta(
-            minutes=rng.uniform(0, 9 * 60)
-        )
+        return base.replace(hour=8, minute=0, second=0) + timedelta(minutes=rng.uniform(0, 9 * 60))
 
     # Ops leaders on lemlist: three e-mail steps, each to those who have not replied.
     pending: list[tuple[datetime, dict[str, str]]] = [(moment(rng.uniform(0, 6)), p) for p in ops]
@@ -286,26 +352,59 @@ def capture(now: datetime, seed: int = 7) -> list[dict[str, Any]]:
         for sent_at, person in pending:
             if sent_at > now:
                 continue
-            out.add("lemlist", sent_at, lemlist_body(rng, "emailsSent", person, OPS_CAMPAIGN, sent_at, step))
+            out.add(
+                "lemlist",
+                sent_at,
+                lemlist_body(rng, "emailsSent", person, OPS_CAMPAIGN, sent_at, step),
+            )
             if rng.random() < 0.05:
                 bounce = sent_at + timedelta(minutes=2)
-                out.add("lemlist", bounce, lemlist_body(rng, "emailsBounced", person, OPS_CAMPAIGN, bounce, step))
+                out.add(
+                    "lemlist",
+                    bounce,
+                    lemlist_body(rng, "emailsBounced", person, OPS_CAMPAIGN, bounce, step),
+                )
                 continue
             replied = False
             if rng.random() < 0.6:
                 opened = sent_at + timedelta(hours=rng.uniform(0.2, 30))
                 if opened < now:
-                    out.add("lemlist", opened, lemlist_body(rng, "emailsOpened", person, OPS_CAMPAIGN, opened, step))
+                    out.add(
+                        "lemlist",
+                        opened,
+                        lemlist_body(rng, "emailsOpened", person, OPS_CAMPAIGN, opened, step),
+                    )
                     if rng.random() < 0.3:
                         clicked = opened + timedelta(minutes=rng.uniform(1, 50))
-                        out.add("lemlist", clicked, lemlist_body(rng, "emailsClicked", person, OPS_CAMPAIGN, clicked, step))
+                        out.add(
+                            "lemlist",
+                            clicked,
+                            lemlist_body(rng, "emailsClicked", person, OPS_CAMPAIGN, clicked, step),
+                        )
                     if rng.random() < 0.18:
                         replied_at = opened + timedelta(hours=rng.uniform(1, 20))
                         if replied_at < now:
-                            out.add("lemlist", replied_at, lemlist_body(rng, "emailsReplied", person, OPS_CAMPAIGN, replied_at, step))
+                            out.add(
+                                "lemlist",
+                                replied_at,
+                                lemlist_body(
+                                    rng, "emailsReplied", person, OPS_CAMPAIGN, replied_at, step
+                                ),
+                            )
                             replied = True
             if rng.random() < 0.02:
-                out.add("lemlist", sent_at + timedelta(days=1), lemlist_body(rng, "emailsUnsubscribed", person, OPS_CAMPAIGN, sent_at + timedelta(days=1), step))
+                out.add(
+                    "lemlist",
+                    sent_at + timedelta(days=1),
+                    lemlist_body(
+                        rng,
+                        "emailsUnsubscribed",
+                        person,
+                        OPS_CAMPAIGN,
+                        sent_at + timedelta(days=1),
+                        step,
+                    ),
+                )
                 continue
             if not replied:
                 remaining.append((sent_at + timedelta(days=rng.uniform(3, 5)), person))
@@ -318,7 +417,11 @@ def capture(now: datetime, seed: int = 7) -> list[dict[str, Any]]:
         if at > now:
             break
         rows = [
-            (p, at + timedelta(seconds=40 * n), "Invitation already sent" if rng.random() < 0.1 else None)
+            (
+                p,
+                at + timedelta(seconds=40 * n),
+                "Invitation already sent" if rng.random() < 0.1 else None,
+            )
             for n, p in enumerate(batch)
         ]
         out.add("phantombuster", at + timedelta(minutes=4), phantombuster_run(rng, OPS_AGENT, rows))
@@ -327,11 +430,23 @@ def capture(now: datetime, seed: int = 7) -> list[dict[str, Any]]:
             if error is None and rng.random() < 0.45:
                 accepted = requested + timedelta(hours=rng.uniform(3, 60))
                 if accepted < now:
-                    out.add("lemlist", accepted, lemlist_body(rng, "linkedinInviteAccepted", person, OPS_CAMPAIGN, accepted, 2))
+                    out.add(
+                        "lemlist",
+                        accepted,
+                        lemlist_body(
+                            rng, "linkedinInviteAccepted", person, OPS_CAMPAIGN, accepted, 2
+                        ),
+                    )
                     if rng.random() < 0.3:
                         reply = accepted + timedelta(hours=rng.uniform(2, 30))
                         if reply < now:
-                            out.add("lemlist", reply, lemlist_body(rng, "linkedinReplied", person, OPS_CAMPAIGN, reply, 2))
+                            out.add(
+                                "lemlist",
+                                reply,
+                                lemlist_body(
+                                    rng, "linkedinReplied", person, OPS_CAMPAIGN, reply, 2
+                                ),
+                            )
 
     # Fintech CFOs on Postmark.
     for person in fintech:
@@ -340,19 +455,39 @@ def capture(now: datetime, seed: int = 7) -> list[dict[str, Any]]:
             if delivered > now:
                 break
             if rng.random() < 0.04:
-                out.add("postmark", delivered, postmark_body(rng, "Bounce", person, FINTECH_TAG, delivered, step))
+                out.add(
+                    "postmark",
+                    delivered,
+                    postmark_body(rng, "Bounce", person, FINTECH_TAG, delivered, step),
+                )
                 break
-            out.add("postmark", delivered, postmark_body(rng, "Delivery", person, FINTECH_TAG, delivered, step))
+            out.add(
+                "postmark",
+                delivered,
+                postmark_body(rng, "Delivery", person, FINTECH_TAG, delivered, step),
+            )
             if rng.random() < 0.5:
                 opened = delivered + timedelta(hours=rng.uniform(0.1, 26))
                 if opened < now:
-                    out.add("postmark", opened, postmark_body(rng, "Open", person, FINTECH_TAG, opened, step))
+                    out.add(
+                        "postmark",
+                        opened,
+                        postmark_body(rng, "Open", person, FINTECH_TAG, opened, step),
+                    )
                     if rng.random() < 0.25:
                         clicked = opened + timedelta(minutes=rng.uniform(1, 30))
-                        out.add("postmark", clicked, postmark_body(rng, "Click", person, FINTECH_TAG, clicked, step))
+                        out.add(
+                            "postmark",
+                            clicked,
+                            postmark_body(rng, "Click", person, FINTECH_TAG, clicked, step),
+                        )
             if rng.random() < 0.015:
                 complained = delivered + timedelta(hours=5)
-                out.add("postmark", complained, postmark_body(rng, "SpamComplaint", person, FINTECH_TAG, complained, step))
+                out.add(
+                    "postmark",
+                    complained,
+                    postmark_body(rng, "SpamComplaint", person, FINTECH_TAG, complained, step),
+                )
                 break
 
     # Keys no instance maps yet.
@@ -363,7 +498,11 @@ def capture(now: datetime, seed: int = 7) -> list[dict[str, Any]]:
             if rng.random() < 0.5:
                 opened = at + timedelta(hours=2)
                 if opened < now:
-                    out.add("lemlist", opened, lemlist_body(rng, "emailsOpened", person, WEBINAR_CAMPAIGN, opened, 1))
+                    out.add(
+                        "lemlist",
+                        opened,
+                        lemlist_body(rng, "emailsOpened", person, WEBINAR_CAMPAIGN, opened, 1),
+                    )
     for person in newsletter:
         at = moment(rng.uniform(16, 20.5))
         if at < now:
@@ -373,15 +512,40 @@ def capture(now: datetime, seed: int = 7) -> list[dict[str, Any]]:
     for day in (3, 9, 15):
         person = rng.choice(ops)
         at = moment(day)
-        out.add("lemlist", at, {**lemlist_body(rng, "emailsSent", person, OPS_CAMPAIGN, at, 1), "type": "hooked"})
+        out.add(
+            "lemlist",
+            at,
+            {**lemlist_body(rng, "emailsSent", person, OPS_CAMPAIGN, at, 1), "type": "hooked"},
+        )
     test_at = moment(0.5)
-    out.add("postmark", test_at, {"RecordType": "Delivery", "MessageID": "00000000-0000-0000-0000-000000000000", "Recipient": "john@example.com", "DeliveredAt": _iso(test_at), "Tag": "welcome-email"})
+    out.add(
+        "postmark",
+        test_at,
+        {
+            "RecordType": "Delivery",
+            "MessageID": "00000000-0000-0000-0000-000000000000",
+            "Recipient": "john@example.com",
+            "DeliveredAt": _iso(test_at),
+            "Tag": "welcome-email",
+        },
+    )
     for day in (6, 13):
         at = moment(day)
-        truncated = json.dumps(lemlist_body(rng, "emailsOpened", rng.choice(ops), OPS_CAMPAIGN, at, 1))
+        truncated = json.dumps(
+            lemlist_body(rng, "emailsOpened", rng.choice(ops), OPS_CAMPAIGN, at, 1)
+        )
         out.add("lemlist", at, None, raw=truncated[: len(truncated) // 2].encode())
     missing_at = moment(11)
-    out.add("postmark", missing_at, {"RecordType": "Open", "Recipient": rng.choice(fintech)["email"], "ReceivedAt": _iso(missing_at), "Tag": FINTECH_TAG})
+    out.add(
+        "postmark",
+        missing_at,
+        {
+            "RecordType": "Open",
+            "Recipient": rng.choice(fintech)["email"],
+            "ReceivedAt": _iso(missing_at),
+            "Tag": FINTECH_TAG,
+        },
+    )
 
     out.redeliver(12)
     out.lines.sort(key=lambda line: line["received_at"])

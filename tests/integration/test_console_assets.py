@@ -117,4 +117,3 @@ async def test_with_reads_closed_the_shell_is_served_and_the_data_is_not(
         assert (await client.get("/console/deliveries")).status_code == 200
         assert (await client.get("/console/assets/console.js")).status_code == 200
         assert (await client.get("/api/deliveries")).status_code == 401
-
