@@ -48,6 +48,7 @@ PROVIDERS: tuple[Provider, ...] = get_args(Provider)
 #: The longest daily series answered (ten years of days).
 MAX_DAYS = 3660
 _TICK = timedelta(microseconds=1)
+_FIRST_MOMENT = datetime.min.replace(tzinfo=UTC)
 
 
 @get(
@@ -229,7 +230,12 @@ def _step_order(key: tuple[Channel, int | None]) -> tuple[str, bool, int]:
 def _days(period: reads.TimeRange, seen: set[date]) -> list[date]:
     """Every UTC day of the range; an open side ends at the first or last day with events."""
     first = _utc_day(period.start) if period.start else min(seen, default=None)
-    last = _utc_day(period.end - _TICK) if period.end else max(seen, default=None)
+    if period.end is None:
+        last = max(seen, default=None)
+    elif period.end > _FIRST_MOMENT:
+        last = _utc_day(period.end - _TICK)
+    else:  # `to` at the first moment there is: nothing lies before it
+        return []
     if first is None or last is None or first > last:
         return []
     if (last - first).days >= MAX_DAYS:
