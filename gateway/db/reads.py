@@ -194,9 +194,12 @@ class DeliveryFilter(NamedTuple):
 
 
 async def list_deliveries(
-    conn: Connection, where: DeliveryFilter, after: Key | None, limit: int
+    conn: Connection, where: DeliveryFilter, after: Key | None, limit: int, *, newest: bool = False
 ) -> list[Record]:
-    """Up to `limit` deliveries after the cursor, in (received_at, id) order, without bodies."""
+    """Up to `limit` deliveries past the cursor, without bodies.
+
+    In (received_at, id) order, or the reverse with `newest`.
+    """
     args = [
         list(where.statuses),
         _array(where.providers),
@@ -204,10 +207,11 @@ async def list_deliveries(
         *(after or (None, None)),
         limit,
     ]
+    suffix = "_newest" if newest else ""
     if where.search is None:
-        rows: list[Record] = await conn.fetch(READS["list_deliveries"], *args)
+        rows: list[Record] = await conn.fetch(READS[f"list_deliveries{suffix}"], *args)
     else:
-        rows = await conn.fetch(READS["search_deliveries"], where.search, *args)
+        rows = await conn.fetch(READS[f"search_deliveries{suffix}"], where.search, *args)
     return rows
 
 

@@ -442,8 +442,8 @@
     await load([]);
   }
 
-  // How the console asks for the log: newest first.
-  const DELIVERY_ORDER = {};
+  // The log reads newest first; "Older" follows the API's cursor.
+  const DELIVERY_ORDER = { order: 'newest' };
 
   async function deliveryPage(id) {
     render(loading());
@@ -464,7 +464,7 @@
       try {
         const result = await api(`/deliveries/${id}/reprocess`, { method: 'POST', action: true });
         await deliveryPage(id);
-        document.querySelector('.outcome').replaceChildren(reprocessNotice(delivery, result));
+        document.querySelector('.outcome').replaceChildren(reprocessNotice(result));
       } catch (error) {
         outcome.replaceChildren(errorNotice(error));
         reprocess.disabled = false;
@@ -493,7 +493,12 @@
           delivery.fetched_from ? ['Result fetched from', h('span', { class: 'mono wrap', text: delivery.fetched_from })] : null,
         ])),
         card('Headers', keyValueTable(delivery.headers, 'No headers stored.'), h('h3', { class: 'sub-title', text: 'Query' }), keyValueTable(delivery.query, 'No query parameters (the secret is never stored).'))),
-      card(`Events (${fmt.int(events.length)})`, events.length ? eventsTable(events) : empty(eventsEmptyText(delivery))),
+      card(`Events (${fmt.int(delivery.events_total ?? events.length)})`,
+        events.length ? eventsTable(events) : empty(eventsEmptyText(delivery)),
+        delivery.events_total > events.length
+          ? h('p', { class: 'muted small' }, `The first ${fmt.int(events.length)} are shown; all of them: `,
+            h('a', { href: apiUrl('/events', { delivery_id: delivery.id }), text: 'GET /api/events?delivery_id=…' }), '.')
+          : null),
       card('Body', bodyView(delivery)),
     );
   }
@@ -505,13 +510,16 @@
     return 'This delivery produced no event.';
   }
 
-  function reprocessNotice(before, result) {
-    const after = result.status || (result.delivery && result.delivery.status);
-    const counts = Object.entries(result).filter(([k, v]) => typeof v === 'number' && k !== 'status');
-    const changed = after && after !== before.status;
-    return notice(changed ? 'ok' : 'info', h('strong', { text: 'Reprocessed. ' }),
-      after ? (changed ? ['Outcome ', statusBadge(before.status), ' → ', statusBadge(after), '. '] : ['Outcome unchanged: ', statusBadge(after), '. ']) : null,
-      counts.map(([k, v]) => `${humanize(k)}: ${fmt.int(v)}. `));
+  function reprocessNotice(result) {
+    const after = result.delivery.status;
+    const changes = [];
+    if (result.new_events) changes.push(`${fmt.int(result.new_events)} new events`);
+    if (result.events_attached) changes.push(`${fmt.int(result.events_attached)} events attached`);
+    if (!result.changed) {
+      return notice('info', h('strong', { text: 'Reprocessed: nothing changed. ' }), 'Outcome unchanged: ', statusBadge(after), '.');
+    }
+    return notice('ok', h('strong', { text: 'Reprocessed. ' }), 'Outcome ', statusBadge(result.before), ' → ', statusBadge(after),
+      changes.length ? `; ${changes.join(', ')}.` : '.');
   }
 
   function eventsTable(events) {
@@ -534,11 +542,23 @@
   }
 
   function bodyView(delivery) {
-    if (delivery.body !== undefined && delivery.body !== null) return jsonView(delivery.body);
-    if (delivery.body_base64) {
-      return h('div', null, h('p', { class: 'muted', text: 'The body is not JSON; its bytes, base64-encoded:' }), h('pre', { class: 'json wrap', text: delivery.body_base64 }));
+    const truncated = delivery.body_truncated
+      ? notice('warn', `Only a prefix of the ${fmt.bytes(delivery.body_size)} body was kept: it was over the size limit.`)
+      : null;
+    if ('body' in delivery) return h('div', null, truncated, jsonView(delivery.body));
+    if (typeof delivery.body_base64 !== 'string') return h('p', { class: 'muted', text: 'No body stored.' });
+    const bytes = Uint8Array.from(atob(delivery.body_base64), (c) => c.charCodeAt(0));
+    let text = null;
+    try {
+      text = new TextDecoder('utf-8', { fatal: true }).decode(bytes);
+    } catch {
+      text = null;
     }
-    return h('p', { class: 'muted', text: 'The body is no longer stored.' });
+    return h('div', null, truncated,
+      h('p', { class: 'muted', text: text === null
+        ? `The body is not JSON nor UTF-8 text (${fmt.bytes(bytes.length)}); its bytes, base64-encoded:`
+        : `The body is not JSON (${fmt.bytes(bytes.length)}); as received:` }),
+      h('pre', { class: 'json wrap', text: text === null ? delivery.body_base64 : text }));
   }
 
   function backLink(href, label) {
@@ -870,8 +890,9 @@
       { label: 'Provider', cell: (k) => providerBadge(k.provider) },
       { label: 'Campaign key', cell: (k) => (k.campaign_key === null ? h('span', { class: 'muted', text: 'none in the payload' }) : mono(String(k.campaign_key))) },
       { label: 'Events', num: true, cell: (k) => fmt.int(k.events) },
-      { label: 'First seen', cell: (k) => timeEl(k.first_event_at || k.first_seen), class: 'nowrap' },
-      { label: 'Last seen', cell: (k) => timeEl(k.last_event_at || k.last_seen), class: 'nowrap' },
+      { label: 'Deliveries', num: true, title: 'Stored deliveries that wrote them', cell: (k) => (k.campaign_key === null ? fmt.int(k.deliveries) : h('a', { href: `/console/deliveries?q=${encodeURIComponent(k.campaign_key)}`, text: fmt.int(k.deliveries), title: 'Show these deliveries' })) },
+      { label: 'First event', cell: (k) => timeEl(k.first_event_at), class: 'nowrap' },
+      { label: 'Last event', cell: (k) => timeEl(k.last_event_at, true), class: 'nowrap' },
       { label: 'Map onto an instance', cell: (k) => (k.campaign_key === null ? h('span', { class: 'muted small', text: 'no key to map' }) : mapForm(k, mappable, outcome)) },
     ], items)));
   }
