@@ -346,7 +346,7 @@ def capture(now: datetime, seed: int = 7) -> list[dict[str, Any]]:
         return base.replace(hour=8, minute=0, second=0) + timedelta(minutes=rng.uniform(0, 9 * 60))
 
     # Ops leaders on lemlist: three e-mail steps, each to those who have not replied.
-    pending: list[tuple[datetime, dict[str, str]]] = [(moment(rng.uniform(0, 6)), p) for p in ops]
+    pending: list[tuple[datetime, dict[str, str]]] = [(moment(rng.uniform(0, 12)), p) for p in ops]
     for step in (1, 2, 3):
         remaining = []
         for sent_at, person in pending:
@@ -413,7 +413,7 @@ def capture(now: datetime, seed: int = 7) -> list[dict[str, Any]]:
     # LinkedIn for the same people: PhantomBuster Auto Connect runs of five profiles a day...
     invited = rng.sample(ops, 45)
     for run, batch in enumerate(invited[i : i + 5] for i in range(0, len(invited), 5)):
-        at = moment(2 + run * 1.7)
+        at = moment(3 + run * 2)
         if at > now:
             break
         rows = [
@@ -451,7 +451,7 @@ def capture(now: datetime, seed: int = 7) -> list[dict[str, Any]]:
     # Fintech CFOs on Postmark.
     for person in fintech:
         for step in (1, 2, 3):
-            delivered = moment(rng.uniform(1, 4) + (step - 1) * 4)
+            delivered = moment(rng.uniform(3, 10) + (step - 1) * 4)
             if delivered > now:
                 break
             if rng.random() < 0.04:
@@ -492,7 +492,7 @@ def capture(now: datetime, seed: int = 7) -> list[dict[str, Any]]:
 
     # Keys no instance maps yet.
     for person in webinar:
-        at = moment(rng.uniform(14, 20))
+        at = moment(rng.uniform(8, 12))
         if at < now:
             out.add("lemlist", at, lemlist_body(rng, "emailsSent", person, WEBINAR_CAMPAIGN, at, 1))
             if rng.random() < 0.5:
@@ -504,7 +504,7 @@ def capture(now: datetime, seed: int = 7) -> list[dict[str, Any]]:
                         lemlist_body(rng, "emailsOpened", person, WEBINAR_CAMPAIGN, opened, 1),
                     )
     for person in newsletter:
-        at = moment(rng.uniform(16, 20.5))
+        at = moment(rng.uniform(9, 11))
         if at < now:
             out.add("postmark", at, postmark_body(rng, "Delivery", person, NEWSLETTER_TAG, at, 1))
 

@@ -294,57 +294,67 @@ async def test_every_page_loads_without_errors_or_requests_elsewhere(
 async def test_search_open_and_reprocess_a_delivery(
     watched: Watched, live: LiveServer, clean_db: Pool
 ) -> None:
-    for n, email in enumerate(["ana@ledgerly.example", "ben@finch.example", "cy@gusto.example"]):
+    known = await make_instance(clean_db, {"lemlist_campaign_id": "cam_known"}, name="Known")
+    for activity, email, campaign, at in [
+        ("act_s0", "ana@ledgerly.example", "cam_known", "2025-03-10T09:00:00Z"),
+        ("act_s1", "ben@finch.example", "cam_later", "2025-03-11T09:00:00Z"),
+        ("act_s2", "cy@gusto.example", "cam_later", "2025-03-12T09:00:00Z"),
+    ]:
         await post_webhook(
-            live.base,
-            "lemlist",
-            lemlist(f"act_s{n}", "emailsOpened", email, "cam_later", f"2025-03-1{n}T09:00:00Z"),
+            live.base, "lemlist", lemlist(activity, "emailsOpened", email, campaign, at)
         )
-    target = await delivery_of(clean_db, "act_s0")
-    newest = await delivery_of(clean_db, "act_s2")
+    ana, ben, newest = [await delivery_of(clean_db, f"act_s{n}") for n in range(3)]
     page = await watched.page()
     await page.goto(f"{live.base}/console/deliveries")
-    # The log starts with what arrived last, a second ago.
-    await expect(page.locator("table tbody tr").first).to_contain_text(str(newest)[:8])
+    # The log starts with what arrived last, a moment ago.
+    rows = page.locator("main table tbody tr")
+    await expect(rows).to_have_count(3)
+    await expect(rows.first).to_contain_text(str(newest)[:8])
 
+    # A lead's e-mail finds the delivery of its event; it opens with body and events.
     await page.fill("input[name=q]", "ana@ledgerly.example")
     await page.click("button:has-text('Search')")
-    rows = page.locator("table tbody tr")
     await expect(rows).to_have_count(1)
-    await expect(rows.first).to_contain_text(str(target)[:8])
     await rows.first.click()
-    await page.wait_for_url(f"**/console/deliveries/{target}")
+    await page.wait_for_url(f"**/console/deliveries/{ana}")
     await expect(page.locator("pre.json")).to_contain_text('"leadEmail": "ana@ledgerly.example"')
     events = page.locator("section:has(h2:has-text('Events')) table tbody tr")
     await expect(events).to_have_count(1)
     await expect(events.first).to_contain_text("Opened")
-    await expect(events.first).to_contain_text("unmatched")
-
-    # The campaign gets mapped afterwards (straight in the database: nothing attaches by
-    # itself); reprocessing the delivery from the console attaches its event.
-    instance = await make_instance(clean_db, {"lemlist_campaign_id": "cam_later"})
+    await expect(events.first.locator(f"a[href='/console/campaigns/{known}']")).to_have_count(1)
+    before = await snapshot(clean_db)
     await page.click("button:has-text('Reprocess')")
     await enter_key(page)
     outcome = page.locator(".outcome .notice")
-    await expect(outcome).to_contain_text("Reprocessed")
-    await expect(outcome).to_contain_text("processed")
+    await expect(outcome).to_contain_text("nothing changed")
+    assert await snapshot(clean_db) == before
+
+    # A campaign key finds the deliveries of an unmapped campaign.
+    await page.goto(f"{live.base}/console/deliveries?q=cam_later")
+    await expect(rows).to_have_count(2)
+    await page.click(f"a[href='/console/deliveries/{ben}']")
+    await expect(events.first).to_contain_text("unmatched")
+    # The campaign gets mapped afterwards, straight in the database (nothing attaches
+    # by itself): reprocessing the delivery from the console attaches its event.
+    later = await make_instance(clean_db, {"lemlist_campaign_id": "cam_later"}, name="Later")
+    await page.click("button:has-text('Reprocess')")
+    await expect(outcome).to_contain_text("1 event attached")
+    await expect(outcome.locator(".badge")).to_have_text(["unmatched", "processed"])
     await expect(events.first).not_to_contain_text("unmatched")
     event = await clean_db.fetchrow(
-        "SELECT instance_id, enrollment_id FROM campaign_events WHERE provider_event_id = 'act_s0'"
+        "SELECT instance_id, enrollment_id FROM campaign_events WHERE provider_event_id = 'act_s1'"
     )
-    assert event["instance_id"] == instance and event["enrollment_id"] is not None
-    assert (
-        await clean_db.fetchval("SELECT status FROM webhook_deliveries WHERE id = $1", target)
-        == "processed"
-    )
-    before = await snapshot(clean_db)
-    assert before["events"] == 3 and before["unmatched"] == 2 and before["enrollments"] == 1
+    assert event["instance_id"] == later and event["enrollment_id"] is not None
+    status = await clean_db.fetchval("SELECT status FROM webhook_deliveries WHERE id = $1", ben)
+    assert status == "processed"
+    after = await snapshot(clean_db)
+    assert (after["events"], after["unmatched"], after["enrollments"]) == (3, 1, 2)
 
-    # Again, the key kept for this tab: nothing changes.
+    # Again, with the key kept for this tab: nothing changes.
     await page.click("button:has-text('Reprocess')")
-    await expect(outcome).to_contain_text("unchanged")
+    await expect(outcome).to_contain_text("nothing changed")
     assert await page.locator("#key-dialog[open]").count() == 0
-    assert await snapshot(clean_db) == before
+    assert await snapshot(clean_db) == after
 
 
 async def snapshot(pool: Pool) -> dict[str, Any]:

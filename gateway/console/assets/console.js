@@ -63,6 +63,8 @@
       return `${Math.floor(seconds / 86400)} d ago`;
     },
     shortId: (id) => (id ? id.slice(0, 8) : '—'),
+    /** "1 event", "3 events". */
+    count: (n, one, many = `${one}s`) => `${numberFormat.format(n)} ${n === 1 ? one : many}`,
   };
 
   /** A time cell: local time, its exact UTC instant on hover. */
@@ -107,7 +109,14 @@
       'voice_message_sent', 'replied'],
   };
   const CHANNEL_NAMES = { email: 'E-mail', linkedin: 'LinkedIn' };
+  // One event, as a row of the events table says it.
+  const EVENT_NAMES = {
+    spam_complaint: 'Spam complaint', profile_visited: 'Profile visited',
+    connection_requested: 'Connection requested', connection_accepted: 'Connection accepted',
+    message_sent: 'Message sent', voice_message_sent: 'Voice message sent',
+  };
   const eventLabel = (t) => EVENT_LABELS[t] || humanize(t);
+  const eventName = (t) => EVENT_NAMES[t] || EVENT_LABELS[t] || humanize(t);
 
   function humanize(key) {
     const words = String(key).replace(/_/g, ' ');
@@ -429,12 +438,12 @@
         { label: 'Status', cell: (d) => statusBadge(d.status) },
         { label: 'Events', num: true, title: 'New events written', cell: (d) => fmt.int(d.events_written) },
         { label: 'Dupl.', num: true, title: 'Events that were stored already', cell: (d) => (d.duplicates ? fmt.int(d.duplicates) : h('span', { class: 'muted', text: '0' })) },
-        { label: 'Cause', cell: (d) => (d.cause ? h('span', { class: 'cause', title: d.cause, text: d.cause }) : h('span', { class: 'muted', text: '—' })), class: 'cause-cell' },
+        { label: 'Cause', cell: (d) => (d.cause ? h('span', { class: `cause cause-${d.status}`, title: d.cause, text: d.cause }) : h('span', { class: 'muted', text: '—' })), class: 'cause-cell' },
         { label: 'Size', num: true, cell: (d) => fmt.bytes(d.body_size) },
         { label: 'Delivery', cell: (d) => mono(fmt.shortId(d.id), d.id) },
       ], page.items, { rowHref: (d) => `/console/deliveries/${d.id}` });
       const pager = h('div', { class: 'pager' },
-        h('span', { class: 'muted', text: `${fmt.int(page.items.length)} deliveries on this page` }),
+        h('span', { class: 'muted', text: `${fmt.int(page.items.length)} on this page${page.next_cursor ? '; older ones on the next' : ''}` }),
         h('button', { type: 'button', class: 'button', text: '← Newer', disabled: !history.length, on: { click: () => load(history.slice(0, -1), history[history.length - 1]) } }),
         h('button', { type: 'button', class: 'button', text: 'Older →', disabled: !page.next_cursor, on: { click: () => load([...history, cursor], page.next_cursor) } }));
       results.replaceChildren(card(null, rows, pager));
@@ -473,6 +482,7 @@
     });
 
     const events = delivery.events || [];
+    const instances = await instancesOf(events);
     render(
       backLink('/console/deliveries', 'Deliveries'),
       pageHeader(`Delivery ${fmt.shortId(delivery.id)}`,
@@ -494,7 +504,7 @@
         ])),
         card('Headers', keyValueTable(delivery.headers, 'No headers stored.'), h('h3', { class: 'sub-title', text: 'Query' }), keyValueTable(delivery.query, 'No query parameters (the secret is never stored).'))),
       card(`Events (${fmt.int(delivery.events_total ?? events.length)})`,
-        events.length ? eventsTable(events) : empty(eventsEmptyText(delivery)),
+        events.length ? eventsTable(events, instances) : empty(eventsEmptyText(delivery)),
         delivery.events_total > events.length
           ? h('p', { class: 'muted small' }, `The first ${fmt.int(events.length)} are shown; all of them: `,
             h('a', { href: apiUrl('/events', { delivery_id: delivery.id }), text: 'GET /api/events?delivery_id=…' }), '.')
@@ -513,8 +523,8 @@
   function reprocessNotice(result) {
     const after = result.delivery.status;
     const changes = [];
-    if (result.new_events) changes.push(`${fmt.int(result.new_events)} new events`);
-    if (result.events_attached) changes.push(`${fmt.int(result.events_attached)} events attached`);
+    if (result.new_events) changes.push(`${fmt.count(result.new_events, 'new event')}`);
+    if (result.events_attached) changes.push(`${fmt.count(result.events_attached, 'event')} attached`);
     if (!result.changed) {
       return notice('info', h('strong', { text: 'Reprocessed: nothing changed. ' }), 'Outcome unchanged: ', statusBadge(after), '.');
     }
@@ -522,16 +532,28 @@
       changes.length ? `; ${changes.join(', ')}.` : '.');
   }
 
-  function eventsTable(events) {
+  function eventsTable(events, instances) {
+    const campaign = (e) => {
+      if (!e.instance_id) return h('a', { href: '/console/unmatched', class: 'badge status-unmatched', text: 'unmatched', title: `No instance maps ${e.campaign_key || 'its campaign key'} yet` });
+      const instance = instances.get(e.instance_id);
+      return h('a', { href: `/console/campaigns/${e.instance_id}`, text: instance ? instance.name : fmt.shortId(e.instance_id), title: e.instance_id });
+    };
     return table([
       { label: 'Time', cell: (e) => timeEl(e.timestamp), class: 'nowrap' },
-      { label: 'Event', cell: (e) => h('span', { class: 'event-type' }, h('span', { class: 'dot', data: { type: e.event_type } }), eventLabel(e.event_type)) },
+      { label: 'Event', cell: (e) => h('span', { class: 'event-type' }, h('span', { class: 'dot', data: { type: e.event_type } }), eventName(e.event_type)) },
       { label: 'Channel', cell: (e) => CHANNEL_NAMES[e.channel] || e.channel },
-      { label: 'Campaign', cell: (e) => (e.instance_id ? h('a', { href: `/console/campaigns/${e.instance_id}`, text: fmt.shortId(e.instance_id), title: e.instance_id, class: 'mono' }) : h('a', { href: '/console/unmatched', class: 'badge status-unmatched', text: 'unmatched' })) },
+      { label: 'Campaign', cell: campaign, class: 'nowrap' },
       { label: 'Step', num: true, cell: (e) => (e.step_number === null ? '—' : fmt.int(e.step_number)) },
-      { label: 'Provider event id', cell: (e) => h('span', { class: 'mono wrap', text: e.provider_event_id }) },
+      { label: 'Provider event id', cell: (e) => h('span', { class: 'mono wrap small', text: e.provider_event_id }) },
       { label: 'Detail', cell: (e) => metadataSummary(e.metadata) },
     ], events);
+  }
+
+  /** The instances these events belong to, by id (names for the events table). */
+  async function instancesOf(events) {
+    const ids = [...new Set(events.map((e) => e.instance_id).filter(Boolean))];
+    const found = await Promise.all(ids.map((id) => api(`/campaigns/instances/${id}`).catch(() => null)));
+    return new Map(found.filter(Boolean).map((i) => [i.id, i]));
   }
 
   function metadataSummary(metadata) {
@@ -732,7 +754,13 @@
     const tiles = [h('div', { class: 'tile', data: { metric: 'enrolled' } },
       h('div', { class: 'tile-label', text: 'Enrolled' }),
       h('div', { class: 'tile-value', text: fmt.int(perf.enrolled) }),
-      h('div', { class: 'tile-note', text: perf.from || perf.to ? 'enrolled in this range' : 'people in this campaign' }))];
+      h('div', { class: 'tile-note', text: perf.from || perf.to ? 'enrolled in this range' : 'people' }))];
+    if (perf.human && typeof perf.human.email_reach === 'number') {
+      tiles.push(h('div', { class: 'tile', data: { metric: 'email_reach' }, title: 'People with at least one e-mail sent, delivered or bounced: what the e-mail rates divide by' },
+        h('div', { class: 'tile-label', text: 'E-mail reach' }),
+        h('div', { class: 'tile-value', text: fmt.int(perf.human.email_reach) }),
+        h('div', { class: 'tile-note', text: 'people e-mailed' })));
+    }
     for (const [name, value] of Object.entries(rates)) {
       if (name.startsWith('human_') && `${name.slice(6)}` in rates) continue; // shown beside its raw rate
       const human = rates[`human_${name}`];
@@ -798,10 +826,19 @@
 
   function stepTable(perf, channel) {
     const rows = perf.by_step.filter((s) => s.channel === channel);
-    const types = Object.keys(rows[0].unique).filter((t) => FUNNEL[channel].includes(t) || rows.some((s) => s.unique[t] > 0));
+    const types = Object.keys(rows[0].unique).filter((t) => rows.some((s) => s.unique[t] > 0));
+    const human = rows.some((s) => s.human && s.human.unique);
+    const humanColumn = (t) => ({
+      label: `${eventLabel(t)} (human)`, num: true,
+      title: 'People with at least one such event not made by a privacy proxy or a scanner',
+      cell: (s) => (s.human && s.human.unique ? fmt.int(s.human.unique[t]) : ''),
+    });
     return table([
       { label: 'Step', cell: (s) => stepLabel(s.step_number), class: 'nowrap' },
-      ...types.map((t) => ({ label: eventLabel(t), num: true, title: 'People with at least one such event', cell: (s) => fmt.int(s.unique[t]) })),
+      ...types.flatMap((t) => [
+        { label: eventLabel(t), num: true, title: 'People with at least one such event', cell: (s) => fmt.int(s.unique[t]) },
+        human && (t === 'opened' || t === 'clicked') ? humanColumn(t) : null,
+      ]).filter(Boolean),
     ], rows, { className: `table compact steps-${channel}` });
   }
 
@@ -886,7 +923,8 @@
       return;
     }
     const mappable = instances.filter((i) => i.status !== 'completed' && i.status !== 'failed');
-    results.replaceChildren(card(null, table([
+    const total = items.reduce((sum, k) => sum + k.events, 0);
+    results.replaceChildren(card(`${fmt.count(total, 'event')} under ${fmt.count(items.length, 'key')}`, table([
       { label: 'Provider', cell: (k) => providerBadge(k.provider) },
       { label: 'Campaign key', cell: (k) => (k.campaign_key === null ? h('span', { class: 'muted', text: 'none in the payload' }) : mono(String(k.campaign_key))) },
       { label: 'Events', num: true, cell: (k) => fmt.int(k.events) },
@@ -894,7 +932,11 @@
       { label: 'First event', cell: (k) => timeEl(k.first_event_at), class: 'nowrap' },
       { label: 'Last event', cell: (k) => timeEl(k.last_event_at, true), class: 'nowrap' },
       { label: 'Map onto an instance', cell: (k) => (k.campaign_key === null ? h('span', { class: 'muted small', text: 'no key to map' }) : mapForm(k, mappable, outcome)) },
-    ], items)));
+    ], items, { className: 'table unmatched' })),
+    h('p', { class: 'muted small how' }, 'Mapping adds the key to the instance\'s ', h('code', { text: 'provider_config' }),
+      ' (', h('code', { text: 'lemlist_campaign_id' }), ', ', h('code', { text: 'postmark_tag' }), ' or ', h('code', { text: 'phantombuster_agent_id' }),
+      '; the list form when it maps one already) with ', h('code', { text: 'PATCH /api/campaigns/instances/{id}' }),
+      '. The gateway then reprocesses the deliveries that hold those events: each attaches once, its contact enrolled and the counters moved. Completed and failed instances are not offered.'));
   }
 
   function mapForm(key, instances, outcome) {
@@ -909,7 +951,7 @@
       if (!instance) return;
       if (!form.classList.contains('confirming')) {
         form.classList.add('confirming');
-        button.textContent = `Attach ${fmt.int(key.events)} events to “${instance.name}”`;
+        button.textContent = `Attach ${fmt.count(key.events, 'event')} to “${instance.name}”`;
         button.classList.add('primary');
         return;
       }
@@ -970,7 +1012,7 @@
     return notice(attach.error ? 'warn' : 'ok',
       h('strong', { text: `Mapped ${PROVIDER_NAMES[key.provider]} key ${key.campaign_key} onto ` }),
       h('a', { href: `/console/campaigns/${written.id}`, text: written.name }), '. ',
-      `${fmt.int(attach.events_attached)} events attached from ${fmt.int(attach.deliveries)} deliveries`,
+      `${fmt.count(attach.events_attached, 'event')} attached from ${fmt.count(attach.deliveries, 'delivery', 'deliveries')}`,
       attach.remaining ? `; ${fmt.int(attach.remaining)} still unmatched. ` : '. ',
       attach.error ? `${attach.error}. ` : null, more);
   }
