@@ -16,7 +16,7 @@ from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import parse_qs, urlencode, urlsplit
 from uuid import UUID
 
 import httpx
@@ -564,3 +564,106 @@ async def test_with_reads_closed_the_console_asks_for_the_key_once_per_tab(
             other = await watched.page()
             await other.goto(f"{closed.base}/console/campaigns")
             await expect(other.locator("#key-dialog[open]")).to_have_count(1)
+
+
+async def test_performance_renders_definitions_time_zone_and_human_beside_raw(
+    watched: Watched, live: LiveServer, clean_db: Pool
+) -> None:
+    """What the answer gains elsewhere (rate_definitions, tz, the human block) shows as such.
+
+    The real answer is extended on its way to the page with the fields other
+    branches add, and the time zone the page asks for is taken off the request
+    sent on, which does not know it yet.
+    """
+    instance = await make_instance(clean_db, {"lemlist_campaign_id": "cam_h"}, name="Human")
+    for activity, kind, email in [
+        ("h1", "emailsSent", "ana@a.example"),
+        ("h2", "emailsSent", "ben@b.example"),
+        ("h3", "emailsOpened", "ana@a.example"),
+        ("h4", "emailsOpened", "ben@b.example"),
+    ]:
+        await post_webhook(
+            live.base, "lemlist", lemlist(activity, kind, email, "cam_h", "2025-03-10T09:00:00Z")
+        )
+    asked: list[dict[str, list[str]]] = []
+
+    async def extend(route: Route, request: Request) -> None:
+        query = parse_qs(urlsplit(request.url).query)
+        asked.append(dict(query))
+        zone = query.pop("tz", ["UTC"])[0]
+        response = await route.fetch(url=request.url.split("?")[0] + "?" + urlencode(query, True))
+        answer = await response.json()
+        answer["tz"] = zone
+        answer["rate_definitions"] = {"open_rate": "unique opened ÷ e-mail reach"}
+        answer["rates"]["human_open_rate"] = 0.5
+        answer["human"] = {
+            "unique": {"opened": 1, "clicked": 0},
+            "email_reach": 2,
+            "human_open_rate": 0.5,
+            "human_click_rate": 0.0,
+        }
+        await route.fulfill(response=response, json=answer)
+
+    page = await watched.page()
+    await page.route("**/api/campaigns/instances/*/performance*", extend)
+    await page.goto(f"{live.base}/console/campaigns/{instance}")
+    tile = page.locator("[data-metric=open_rate]")
+    await expect(tile.locator(".rate-raw")).to_have_text("100.0%")
+    await expect(tile.locator(".rate-human")).to_have_text("human 50.0%")
+    await expect(tile.locator(".tile-note")).to_have_text("unique opened ÷ e-mail reach")
+    assert await page.locator("[data-metric=human_open_rate]").count() == 0
+    await expect(page.locator("[data-metric=email_reach] .tile-value")).to_have_text("2")
+    opened = page.locator("table.channel-email tbody tr", has_text="Opened")
+    await expect(opened.locator("td")).to_have_text(["Opened", "2", "2", "1"])
+
+    await page.fill("input[name=from]", "2025-03-10")
+    await page.fill("input[name=to]", "2025-03-10")
+    await page.select_option("select[name=tz]", "Europe/Paris")
+    await page.click("button:has-text('Apply')")
+    await expect(page.locator(".range-note")).to_contain_text("days in Europe/Paris")
+    # Days of Paris (UTC+1 in March): from its midnight to the next one.
+    assert asked[-1] == {
+        "from": ["2025-03-09T23:00:00Z"],
+        "to": ["2025-03-10T23:00:00Z"],
+        "tz": ["Europe/Paris"],
+    }
+
+
+async def test_mapping_a_second_key_keeps_the_first_and_uses_the_list_form(
+    watched: Watched, live: LiveServer, clean_db: Pool
+) -> None:
+    instance = await make_instance(clean_db, {"phantombuster_agent_id": "111"}, name="Connect")
+    rows = [
+        {"profileUrl": f"https://www.linkedin.com/in/{name}/", "timestamp": "2025-03-10T10:00:00Z"}
+        for name in ("ana-a", "ben-b")
+    ]
+    await post_webhook(
+        live.base,
+        "phantombuster",
+        {
+            "agentId": "222",
+            "containerId": "9001",
+            "script": "LinkedIn Auto Connect.js",
+            "exitCode": 0,
+            "exitMessage": "finished",
+            "resultObject": json.dumps(rows),
+        },
+    )
+    page = await watched.page()
+    await page.goto(f"{live.base}/console/unmatched")
+    row = page.locator("table tbody tr", has_text="222")
+    await row.locator("select").select_option(label="Connect (active)")
+    await row.locator("button").click()
+    await row.locator("button").click()
+    await enter_key(page)
+    await expect(page.locator(".outcome .notice-ok")).to_contain_text("2 events attached")
+    config = await clean_db.fetchval(
+        "SELECT provider_config FROM campaign_instances WHERE id = $1", instance
+    )
+    assert config == {"phantombuster_agent_id": "111", "phantombuster_agent_ids": ["222"]}
+    attached = await clean_db.fetchval(
+        "SELECT count(*) FROM campaign_events WHERE instance_id = $1 AND enrollment_id IS NOT NULL",
+        instance,
+    )
+    assert attached == 2
+    await expect(page.locator("main")).to_contain_text("Nothing unmatched")

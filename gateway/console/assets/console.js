@@ -905,6 +905,7 @@
 
   // ---------------------------------------------------------------- unmatched
 
+  /** The page; the keys it lists (null when they could not be read). */
   async function unmatchedPage() {
     const results = h('div', null, loading());
     const outcome = h('div', { class: 'outcome' });
@@ -915,12 +916,12 @@
       [keys, instances] = await Promise.all([api('/unmatched'), allInstances({})]);
     } catch (error) {
       results.replaceChildren(errorNotice(error, unmatchedPage));
-      return;
+      return null;
     }
     const items = keys.items || [];
     if (!items.length) {
       results.replaceChildren(card(null, empty('Nothing unmatched: every stored event is attached to a campaign instance.')));
-      return;
+      return items;
     }
     const mappable = instances.filter((i) => i.status !== 'completed' && i.status !== 'failed');
     const total = items.reduce((sum, k) => sum + k.events, 0);
@@ -937,6 +938,7 @@
       ' (', h('code', { text: 'lemlist_campaign_id' }), ', ', h('code', { text: 'postmark_tag' }), ' or ', h('code', { text: 'phantombuster_agent_id' }),
       '; the list form when it maps one already) with ', h('code', { text: 'PATCH /api/campaigns/instances/{id}' }),
       '. The gateway then reprocesses the deliveries that hold those events: each attaches once, its contact enrolled and the counters moved. Completed and failed instances are not offered.'));
+    return items;
   }
 
   function mapForm(key, instances, outcome) {
@@ -960,8 +962,7 @@
       try {
         const written = await mapKey(key, instance);
         outcome.replaceChildren(mappedNotice(key, written));
-        await unmatchedPage();
-        document.querySelector('.outcome').replaceChildren(mappedNotice(key, written));
+        await showMapped(key, written);
       } catch (error) {
         outcome.replaceChildren(errorNotice(error));
         button.disabled = false;
@@ -995,27 +996,38 @@
     return api(`/campaigns/instances/${instance.id}`, { method: 'PATCH', body: { provider_config: change }, action: true });
   }
 
-  function mappedNotice(key, written) {
+  /** The list again, with what the mapping did above it. */
+  async function showMapped(key, written) {
+    const items = await unmatchedPage();
+    const still = (items || []).find((k) => k.provider === key.provider && k.campaign_key === key.campaign_key);
+    document.querySelector('.outcome').replaceChildren(mappedNotice(key, written, still));
+  }
+
+  function mappedNotice(key, written, still) {
     const attach = written.attach || { events_attached: 0, deliveries: 0, remaining: 0 };
     const more = attach.remaining > 0
       ? h('button', { type: 'button', class: 'link-button', text: `Attach the remaining ${fmt.int(attach.remaining)}`, on: { click: async (ev) => {
         ev.target.disabled = true;
         try {
           const next = await api(`/campaigns/instances/${written.id}/attach`, { method: 'POST', action: true });
-          await unmatchedPage();
-          document.querySelector('.outcome').replaceChildren(mappedNotice(key, { ...written, attach: next }));
+          await showMapped(key, { ...written, attach: next });
         } catch (error) {
           document.querySelector('.outcome').replaceChildren(errorNotice(error));
         }
       } } })
       : null;
-    return notice(attach.error ? 'warn' : 'ok',
+    // Still listed with nothing left to attach: the gateway did not take the key as a match.
+    const unmatched = still && !attach.remaining
+      ? ` ${fmt.count(still.events, 'event')} with this key are still unmatched: check the instance's provider_config (this gateway may not match the list form of this key yet).`
+      : null;
+    return notice(attach.error || unmatched ? 'warn' : 'ok',
       h('strong', { text: `Mapped ${PROVIDER_NAMES[key.provider]} key ${key.campaign_key} onto ` }),
       h('a', { href: `/console/campaigns/${written.id}`, text: written.name }), '. ',
       `${fmt.count(attach.events_attached, 'event')} attached from ${fmt.count(attach.deliveries, 'delivery', 'deliveries')}`,
-      attach.remaining ? `; ${fmt.int(attach.remaining)} still unmatched. ` : '. ',
-      attach.error ? `${attach.error}. ` : null, more);
+      attach.remaining ? `; ${fmt.int(attach.remaining)} still unmatched. ` : '.',
+      attach.error ? ` ${attach.error}.` : null, unmatched, more);
   }
+
 
   // ---------------------------------------------------------------- router
 
