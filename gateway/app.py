@@ -16,13 +16,9 @@ import msgspec
 import structlog
 from litestar import Litestar, Request, Response, get
 from litestar.exceptions import HTTPException
-from litestar.openapi import OpenAPIConfig
-from litestar.openapi.spec import Components
 from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR
 
-from gateway import __version__
 from gateway.api import api_router
-from gateway.api.auth import SECURITY_SCHEMES
 from gateway.api.query import QueryRules
 from gateway.api.schemas import PROBLEM_JSON, Problem
 from gateway.console import console_router
@@ -32,6 +28,7 @@ from gateway.fetch import ResultFetcher
 from gateway.ingest import Ingestor
 from gateway.logs import configure_logging
 from gateway.metrics import Metrics, metrics_handler
+from gateway.openapi import openapi_config, schema_assets
 from gateway.secrets import ApiKeys, SecretMask, WebhookSecrets, load_api_keys, load_secrets
 from gateway.settings import Settings
 from gateway.webhooks import EdgeServices, webhook_handler
@@ -189,6 +186,7 @@ def create_app(
             readyz,
             metrics_handler(metrics, settings),
             api_router(settings, api_keys, mask, query_rules),
+            schema_assets(),
             console_router(),
         ],
         middleware=[metrics.middleware],
@@ -199,11 +197,7 @@ def create_app(
             RecursionError: _too_deep,
             Exception: _unexpected_error,
         },
-        openapi_config=OpenAPIConfig(
-            title="Outreach webhook gateway",
-            version=__version__,
-            components=Components(security_schemes=SECURITY_SCHEMES),
-        ),
+        openapi_config=openapi_config(),
         logging_config=None,
         debug=False,
     )

@@ -47,7 +47,24 @@ LinkedinEventType = Literal[
     "replied",
     "failed",
 ]
-EventType = EmailEventType | LinkedinEventType
+#: Every event type once: `replied` and `failed` exist on both channels, and
+#: a union of the two channel enums would make OpenAPI's `oneOf` refuse them.
+EventType = Literal[
+    "sent",
+    "delivered",
+    "opened",
+    "clicked",
+    "replied",
+    "bounced",
+    "unsubscribed",
+    "spam_complaint",
+    "failed",
+    "profile_visited",
+    "connection_requested",
+    "connection_accepted",
+    "message_sent",
+    "voice_message_sent",
+]
 DeliveryStatus = Literal[
     "processed", "duplicate", "unmatched", "ignored", "rejected", "pending", "failed"
 ]
@@ -80,12 +97,18 @@ _PROBLEMS: dict[int, ResponseSpec] = {
     401: _problem("No valid API key (`Authorization: Bearer …` or `X-API-Key`)"),
     404: _problem("Nothing with that id"),
     409: _problem("The change contradicts the current state; `detail` says why"),
+    503: _problem("The database is unreachable or overloaded; retry after `Retry-After` seconds"),
 }
 
 
 def problems(*statuses: int) -> dict[int, ResponseSpec]:
-    """The OpenAPI description of a handler's error answers."""
-    return {status: _PROBLEMS[status] for status in statuses}
+    """The OpenAPI description of a handler's error answers; every API call may get a 503."""
+    return {status: _PROBLEMS[status] for status in (*statuses, 503)}
+
+
+def problem_spec(description: str) -> ResponseSpec:
+    """A problem-JSON answer described for OpenAPI (the webhook's own statuses)."""
+    return _problem(description)
 
 
 class Template(msgspec.Struct, frozen=True, kw_only=True):
