@@ -291,6 +291,7 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     api_keys, api_key_generated = load_api_keys(settings)
     base = f"http://{args.host}:{args.port}"
     print(f"Gateway listening on {base}  (health: {base}/healthz, API docs: {base}/schema)")
+    print(f"Console: {base}/console")
     if generated:
         print("Generated webhook secrets (kept owner-only under the data dir):")
         for line in webhook_urls(base, secrets.by_provider, only=generated):

@@ -44,21 +44,33 @@ async def photograph(base: str, out: Path, ids: dict[str, str], delivery: str) -
         )
         page = await context.new_page()
 
-        async def shot(path: str, name: str, ready: str) -> None:
+        async def open_page(path: str, ready: str) -> None:
             await page.goto(base + path)
             try:
                 await page.wait_for_selector(ready, timeout=15_000)
             except PlaywrightTimeout:
                 failed.append(f"{path}: {ready} never showed")
             await page.wait_for_load_state("networkidle")
-            await page.screenshot(path=out / name, full_page=True)
-            print(f"{out / name}: {base}{path}")
 
-        await shot("/console/deliveries", "console-deliveries.png", "table tbody tr")
-        await shot(f"/console/deliveries/{delivery}", "console-delivery.png", "pre.json")
-        await shot("/console/campaigns", "console-campaigns.png", "table tbody tr")
-        await shot(f"/console/campaigns/{ids['ops']}", "console-performance.png", "#chart-daily")
-        await shot("/console/unmatched", "console-unmatched.png", "table tbody tr")
+        async def shot(name: str, *, full_page: bool = True) -> None:
+            await page.screenshot(path=out / name, full_page=full_page)
+            print(f"{out / name}: {page.url}")
+
+        # The log as a person first sees it: one screenful.
+        await open_page("/console/deliveries", "table tbody tr")
+        await shot("console-deliveries.png", full_page=False)
+        await open_page(f"/console/deliveries/{delivery}", "pre.json")
+        await shot("console-delivery.png")
+        await open_page("/console/campaigns", "table tbody tr")
+        await shot("console-campaigns.png")
+        await open_page(f"/console/campaigns/{ids['ops']}", "#chart-daily")
+        await shot("console-performance.png")
+        # A key about to be mapped: instance chosen, the button asks to confirm.
+        await open_page("/console/unmatched", "table tbody tr")
+        row = page.locator("table tbody tr").first
+        await row.locator("select").select_option(label="Retail VPs: April (draft)")
+        await row.locator("button").click()
+        await shot("console-unmatched.png", full_page=False)
         await browser.close()
     return failed
 

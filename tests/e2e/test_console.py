@@ -232,7 +232,7 @@ async def table_rows(page: Page, selector: str) -> list[list[str]]:
     """The cells' text of a table's body rows."""
     rows: list[list[str]] = await page.eval_on_selector_all(
         f"{selector} tbody tr",
-        "rows => rows.map(r => [...r.cells].map(c => c.innerText.trim()))",
+        "rows => rows.map(r => [...r.cells].map(c => c.textContent.trim()))",
     )
     return rows
 
@@ -519,6 +519,9 @@ async def agrees_with_api(page: Page, base: str) -> dict[str, Any]:
     assert shown_types == [t for t in perf["totals"] if any(d["totals"][t] for d in perf["daily"])]
     for event_type, series in daily["sets"]:
         assert series == [d["totals"][event_type] for d in perf["daily"]], event_type
+    assert await table_rows(page, "table.daily") == [
+        [d["day"], *(number(d["totals"][t]) for t in shown_types)] for d in perf["daily"]
+    ]
 
     for channel in ("email", "linkedin"):
         steps = [s for s in perf["by_step"] if s["channel"] == channel]

@@ -74,6 +74,11 @@
       withAgo ? h('span', { class: 'ago', text: ` · ${fmt.ago(iso)}` }) : null);
   }
 
+  /** A day (in the browser's zone), its exact instant on hover. */
+  function dayEl(iso) {
+    return h('time', { datetime: iso, title: `${fmt.time(iso)} (${iso} UTC)` }, fmt.time(iso).slice(0, 10));
+  }
+
   const PROVIDERS = ['lemlist', 'postmark', 'phantombuster'];
   const PROVIDER_NAMES = { lemlist: 'lemlist', postmark: 'Postmark', phantombuster: 'PhantomBuster' };
   const STATUSES = {
@@ -101,7 +106,7 @@
     sent: '#64748b', delivered: '#0ea5e9', opened: '#6366f1', clicked: '#a855f7',
     replied: '#16a34a', bounced: '#dc2626', unsubscribed: '#f59e0b', spam_complaint: '#be123c',
     failed: '#7f1d1d', profile_visited: '#94a3b8', connection_requested: '#0891b2',
-    connection_accepted: '#0d9488', message_sent: '#2563eb', voice_message_sent: '#7c3aed',
+    connection_accepted: '#db2777', message_sent: '#2563eb', voice_message_sent: '#7c3aed',
   };
   const FUNNEL = {
     email: ['sent', 'delivered', 'opened', 'clicked', 'replied'],
@@ -794,7 +799,8 @@
       return view;
     }
     view.push(card('Events per day', h('p', { class: 'muted small', text: `Events of each type per day (${zoneLabel}); click a legend entry to hide or show it` }),
-      h('div', { class: 'chart tall' }, h('canvas', { id: 'chart-daily', role: 'img', 'aria-label': 'Events per day by type' }))));
+      h('div', { class: 'chart tall' }, h('canvas', { id: 'chart-daily', role: 'img', 'aria-label': 'Events per day by type' })),
+      h('details', { class: 'as-table' }, h('summary', { text: 'The same, as a table' }), dailyTable(perf))));
     const stepChannels = activeChannels.filter((c) => perf.by_step.some((s) => s.channel === c));
     if (stepChannels.length) {
       view.push(h('div', { class: 'grid-2' }, stepChannels.map((channel) => card(`${CHANNEL_NAMES[channel]} funnel by step`,
@@ -812,6 +818,14 @@
     ))));
     view.push(card('By provider', h('p', { class: 'muted small', text: 'Events each provider reported' }), providerTable(perf)));
     return view;
+  }
+
+  function dailyTable(perf) {
+    const types = Object.keys(perf.totals).filter((t) => perf.daily.some((d) => d.totals[t] > 0));
+    return table([
+      { label: 'Day', cell: (d) => d.day, class: 'nowrap' },
+      ...types.map((t) => ({ label: eventLabel(t), num: true, cell: (d) => fmt.int(d.totals[t]) })),
+    ], perf.daily, { className: 'table compact daily' });
   }
 
   function providerTable(perf) {
@@ -930,8 +944,7 @@
       { label: 'Campaign key', cell: (k) => (k.campaign_key === null ? h('span', { class: 'muted', text: 'none in the payload' }) : mono(String(k.campaign_key))) },
       { label: 'Events', num: true, cell: (k) => fmt.int(k.events) },
       { label: 'Deliveries', num: true, title: 'Stored deliveries that wrote them', cell: (k) => (k.campaign_key === null ? fmt.int(k.deliveries) : h('a', { href: `/console/deliveries?q=${encodeURIComponent(k.campaign_key)}`, text: fmt.int(k.deliveries), title: 'Show these deliveries' })) },
-      { label: 'First event', cell: (k) => timeEl(k.first_event_at), class: 'nowrap' },
-      { label: 'Last event', cell: (k) => timeEl(k.last_event_at, true), class: 'nowrap' },
+      { label: 'Events from … to', cell: (k) => h('span', null, dayEl(k.first_event_at), ' → ', dayEl(k.last_event_at), h('span', { class: 'ago', text: ` · ${fmt.ago(k.last_event_at)}` })), class: 'nowrap' },
       { label: 'Map onto an instance', cell: (k) => (k.campaign_key === null ? h('span', { class: 'muted small', text: 'no key to map' }) : mapForm(k, mappable, outcome)) },
     ], items, { className: 'table unmatched' })),
     h('p', { class: 'muted small how' }, 'Mapping adds the key to the instance\'s ', h('code', { text: 'provider_config' }),
@@ -953,7 +966,8 @@
       if (!instance) return;
       if (!form.classList.contains('confirming')) {
         form.classList.add('confirming');
-        button.textContent = `Attach ${fmt.count(key.events, 'event')} to “${instance.name}”`;
+        button.textContent = `Attach ${fmt.count(key.events, 'event')}`;
+        button.title = `Map ${key.campaign_key} onto “${instance.name}” and attach its events`;
         button.classList.add('primary');
         return;
       }
