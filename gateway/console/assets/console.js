@@ -257,14 +257,14 @@
   }
 
   function errorNotice(error, retry) {
-    if (error instanceof Cancelled) {
-      return notice('warn', 'No API key given: nothing was done. ',
-        retry ? h('button', { class: 'link-button', type: 'button', text: 'Try again', on: { click: retry } }) : null);
+    const again = (label) => (retry ? h('button', { class: 'link-button', type: 'button', text: label, on: { click: retry } }) : null);
+    if (error instanceof Cancelled) return notice('warn', 'No API key given: nothing was asked of the gateway. ', again('Enter it'));
+    if (!(error instanceof ApiError)) {
+      console.error(error); // a network failure, or a bug of this page: say it where it is seen
+      return notice('error', h('strong', { text: 'Could not reach the gateway: ' }), `${error.message}. `, again('Retry'));
     }
-    const status = error instanceof ApiError ? `${error.status}: ` : '';
     const field = error.problem && error.problem.field ? ` (${error.problem.field})` : '';
-    return notice('error', h('strong', { text: 'The gateway said ' }), `${status}${error.message}${field}. `,
-      retry ? h('button', { class: 'link-button', type: 'button', text: 'Retry', on: { click: retry } }) : null);
+    return notice('error', h('strong', { text: 'The gateway said ' }), `${error.status}: ${error.message}${field}. `, again('Retry'));
   }
 
   const loading = () => h('div', { class: 'loading', text: 'Loading…' });
