@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import base64
-from typing import Annotated, Any, get_args
+from typing import Annotated, Any, Literal, get_args
 from uuid import UUID
 
 import msgspec
@@ -56,9 +56,18 @@ Search = Annotated[
 ]
 
 
+Order = Annotated[
+    Literal["oldest", "newest"],
+    QueryParameter(
+        description="`oldest` first, in (received_at, id) order, or `newest` first, the reverse"
+        " (what a log view shows); the cursor of a page continues in the same order",
+    ),
+]
+
+
 @get(
     "/deliveries",
-    summary="Stored webhook deliveries in (received_at, id) order, in keyset pages",
+    summary="Stored webhook deliveries, oldest or newest first, in keyset pages",
     description=(
         "Outcome, cause, size, redacted headers and query of each delivery; never its body."
         " Repeat `status` or `provider` to combine: `?status=rejected&status=unmatched` is"
@@ -77,6 +86,7 @@ async def list_deliveries(
     to: To = None,
     cursor: Cursor = None,
     limit: Limit = DEFAULT_LIMIT,
+    order: Order = "oldest",
 ) -> DeliveryPage:
     where = reads.DeliveryFilter(
         statuses=distinct(status) or get_args(DeliveryStatus),
@@ -86,7 +96,7 @@ async def list_deliveries(
     )
     after = decode_cursor(cursor)
     async with db.connection() as conn:
-        rows = await reads.list_deliveries(conn, where, after, limit + 1)
+        rows = await reads.list_deliveries(conn, where, after, limit + 1, newest=order == "newest")
     page, next_cursor = cut_page(rows, limit, "received_at")
     return DeliveryPage(items=[_delivery(row, mask) for row in page], next_cursor=next_cursor)
 
