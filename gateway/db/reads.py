@@ -193,6 +193,12 @@ class DeliveryFilter(NamedTuple):
     """A business key: lead e-mail, provider campaign key or provider event id."""
 
 
+#: Up to this many deliveries per key, a search pages over their ids; beyond
+#: it (a large campaign's key), it walks the log and checks each delivery's
+#: own events, which finds a page quickly because such a key is frequent.
+SEARCH_SET_MAX = 50_000
+
+
 async def list_deliveries(
     conn: Connection, where: DeliveryFilter, after: Key | None, limit: int, *, newest: bool = False
 ) -> list[Record]:
@@ -200,19 +206,73 @@ async def list_deliveries(
 
     In (received_at, id) order, or the reverse with `newest`.
     """
-    args = [
+    args: list[object] = [
         list(where.statuses),
         _array(where.providers),
         *where.period,
-        *(after or (None, None)),
-        limit,
     ]
-    suffix = "_newest" if newest else ""
-    if where.search is None:
-        rows: list[Record] = await conn.fetch(READS[f"list_deliveries{suffix}"], *args)
-    else:
-        rows = await conn.fetch(READS[f"search_deliveries{suffix}"], where.search, *args)
+    if where.search is not None:
+        return await _search_deliveries(conn, where.search, args, after, limit, newest=newest)
+    query = READS["list_deliveries_newest" if newest else "list_deliveries"]
+    rows: list[Record] = await conn.fetch(query, *args, *(after or (None, None)), limit)
     return rows
+
+
+async def _search_deliveries(
+    conn: Connection,
+    search: str,
+    filters: list[object],
+    after: Key | None,
+    limit: int,
+    *,
+    newest: bool,
+) -> list[Record]:
+    """A page of the deliveries that wrote an event with this business key."""
+    keys = await conn.fetchrow(READS["search_keys"], search, SEARCH_SET_MAX + 1)
+    query, args = search_query(keys, search, filters, after, limit, newest=newest)
+    rows: list[Record] = await conn.fetch(query, *args)
+    return rows
+
+
+def search_query(
+    keys: Record,
+    search: str,
+    filters: list[object],
+    after: Key | None,
+    limit: int,
+    *,
+    newest: bool,
+) -> tuple[str, list[object]]:
+    """The SQL and arguments of one page of a search: `search_deliveries` plus fragments.
+
+    `keys` is what `search_keys` found, each list cut past SEARCH_SET_MAX.
+    When every list is complete, the page is an index probe per listed
+    delivery; when one is not, the log is walked in page order and each
+    delivery's own events are checked (idx_campaign_events_delivery),
+    stopping at `limit`.
+    """
+    lists = (keys["by_event_id"], keys["by_campaign_key"], keys["by_email"])
+    parts = [READS["search_deliveries"]]
+    args = list(filters)
+    if all(len(found) <= SEARCH_SET_MAX for found in lists):
+        args.append(list({delivery for found in lists for delivery in found}))
+        parts.append(f"AND w.id = ANY (${len(args)}::uuid[])")
+    else:
+        args += [search, keys["enrollments"]]
+        parts.append(
+            "AND EXISTS (SELECT 1 FROM campaign_events e WHERE e.delivery_id = w.id"
+            f" AND (e.campaign_key = ${len(args) - 1}::text"
+            f" OR e.provider_event_id = ${len(args) - 1}::text"
+            f" OR e.enrollment_id = ANY (${len(args)}::uuid[])))"
+        )
+    if after is not None:
+        args.extend(after)
+        past = "<" if newest else ">"
+        parts.append(f"AND (w.received_at, w.id) {past} (${len(args) - 1}, ${len(args)})")
+    args.append(limit)
+    direction = " DESC" if newest else ""
+    parts.append(f"ORDER BY w.received_at{direction}, w.id{direction} LIMIT ${len(args)}")
+    return "\n".join(parts), args
 
 
 async def get_delivery(conn: Connection, delivery_id: UUID) -> Record | None:

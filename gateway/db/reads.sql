@@ -185,40 +185,64 @@ WHERE e.instance_id = $1
 ORDER BY e.enrolled_at, e.id
 LIMIT $5;
 
+-- name: search_keys
+-- What a business key ($1) names, each list cut at $2 entries: the deliveries
+-- that wrote an event with it as provider event id (the dedup key
+-- uq_campaign_events_provider_event, one probe per provider), as campaign key
+-- (migration 0100's (campaign_key, delivery_id): an index-only range), or for
+-- a lead with it as e-mail (migration 0100's (lower(contact_email)), then the
+-- enrollments' events); and those enrollments. gateway/db/reads.py decides
+-- from the sizes how to page the deliveries (search_deliveries).
+SELECT array(SELECT e.delivery_id
+             FROM campaign_events e
+             WHERE e.provider = ANY ('{lemlist,postmark,phantombuster}'::text[])
+               AND e.provider_event_id = $1::text) AS by_event_id,
+       array(SELECT e.delivery_id
+             FROM campaign_events e
+             WHERE e.campaign_key = $1::text
+             LIMIT $2) AS by_campaign_key,
+       array(SELECT e.delivery_id
+             FROM campaign_enrollments n
+             JOIN campaign_events e ON e.enrollment_id = n.id
+             WHERE lower(n.contact_email) = lower($1::text)
+             LIMIT $2) AS by_email,
+       array(SELECT n.id
+             FROM campaign_enrollments n
+             WHERE lower(n.contact_email) = lower($1::text)) AS enrollments;
+
 -- name: search_deliveries
--- The deliveries that wrote an event with this business key ($1): its
--- provider event id (the dedup key: uq_campaign_events_provider_event, one
--- probe per provider), its provider campaign key (migration 0100's
--- idx_campaign_events_campaign_key) or the e-mail of the lead it is attached
--- to (migration 0100's idx_campaign_enrollments_email, then the enrollment's
--- events). Each lookup is an index range over the matches only, so the cost
--- follows how many events match, never the size of the tables; the other
--- filters and the keyset ($2…$7) then apply as in list_deliveries.
+-- A page of searched deliveries; gateway/db/reads.py appends which ones
+-- (`AND w.id = ANY (…)`, or an EXISTS over each delivery's own events), the
+-- keyset and the order. The filters are those of list_deliveries.
 SELECT w.id, w.provider, w.received_at, w.processed_at, w.status, w.cause,
        w.events_written, w.duplicates, w.body_size, w.headers, w.query, w.fetched_from
 FROM webhook_deliveries w
-WHERE w.id IN (
-        SELECT e.delivery_id
-        FROM campaign_events e
-        WHERE e.provider = ANY ('{lemlist,postmark,phantombuster}'::text[])
-          AND e.provider_event_id = $1::text
-        UNION
-        SELECT e.delivery_id
-        FROM campaign_events e
-        WHERE e.campaign_key = $1::text
-        UNION
-        SELECT e.delivery_id
-        FROM campaign_enrollments n
-        JOIN campaign_events e ON e.enrollment_id = n.id
-        WHERE lower(n.contact_email) = lower($1::text))
-  AND w.status = ANY ($2::text[])
-  AND ($3::text[] IS NULL OR w.provider = ANY ($3))
-  AND w.received_at >= coalesce($4::timestamptz, '-infinity')
-  AND w.received_at < coalesce($5::timestamptz, 'infinity')
-  AND (w.received_at, w.id) > (coalesce($6::timestamptz, '-infinity'),
-                               coalesce($7::uuid, '00000000-0000-0000-0000-000000000000'))
-ORDER BY w.received_at, w.id
-LIMIT $8;
+WHERE w.status = ANY ($1::text[])
+  AND ($2::text[] IS NULL OR w.provider = ANY ($2))
+  AND w.received_at >= coalesce($3::timestamptz, '-infinity')
+  AND w.received_at < coalesce($4::timestamptz, 'infinity')
+
+-- name: list_deliveries_newest
+-- list_deliveries newest first, for a log view: the same walks of
+-- idx_webhook_deliveries_status_received, backwards, and a page starts
+-- strictly before the cursor ($5, $6).
+SELECT d.*
+FROM unnest($1::text[]) AS s (status)
+CROSS JOIN LATERAL (
+    SELECT w.id, w.provider, w.received_at, w.processed_at, w.status, w.cause,
+           w.events_written, w.duplicates, w.body_size, w.headers, w.query, w.fetched_from
+    FROM webhook_deliveries w
+    WHERE w.status = s.status
+      AND ($2::text[] IS NULL OR w.provider = ANY ($2))
+      AND w.received_at >= coalesce($3::timestamptz, '-infinity')
+      AND w.received_at < coalesce($4::timestamptz, 'infinity')
+      AND (w.received_at, w.id) < (coalesce($5::timestamptz, 'infinity'),
+                                   coalesce($6::uuid, 'ffffffff-ffff-ffff-ffff-ffffffffffff'))
+    ORDER BY w.received_at DESC, w.id DESC
+    LIMIT $7
+) d
+ORDER BY d.received_at DESC, d.id DESC
+LIMIT $7;
 
 -- name: search_deliveries_newest
 -- search_deliveries newest first; a page starts strictly before the cursor ($6, $7).

@@ -11,9 +11,11 @@ import json
 import uuid
 from typing import Any
 
+import pytest
 from litestar import Litestar
 from litestar.testing import AsyncTestClient
 
+from gateway.db import reads
 from gateway.db.pool import Pool
 from tests.conftest import AUTH, SECRETS, fixture_body, make_instance, post_webhook
 
@@ -253,3 +255,48 @@ async def test_unmatched_keys_with_counts(client: Client, clean_db: Pool) -> Non
     assert mapped.status_code == 200, mapped.text
     keys = [k["campaign_key"] for k in (await client.get("/api/unmatched")).json()["items"]]
     assert keys == ["cam_gone"]
+
+
+async def _pages(client: Client, params: dict[str, Any]) -> list[str]:
+    seen: list[str] = []
+    params = {**params, "limit": 2}
+    while True:
+        page = (await client.get("/api/deliveries", params=params)).json()
+        seen += [d["id"] for d in page["items"]]
+        if page["next_cursor"] is None:
+            return seen
+        params["cursor"] = page["next_cursor"]
+
+
+async def test_search_pages_alike_by_ids_or_by_walking_the_log(
+    client: Client, clean_db: Pool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A large campaign's key is searched by walking the log: same answers, same pages."""
+    await make_instance(clean_db, {"lemlist_campaign_id": "cam_w"})
+    ids = [
+        (await post(client, lemlist(f"act_w{n}", "cam_w", f"p{n % 2}@example.com")))["delivery_id"]
+        for n in range(5)
+    ]
+    await post(client, lemlist("act_other", "cam_other", "p0@example.com"))
+    expected = {
+        "cam_w": ids,
+        "P0@example.com": [ids[0], ids[2], ids[4]],
+        "act_w3": [ids[3]],
+    }
+    for cap in (50_000, 1):  # 1: every list is over the cap, the log is walked
+        monkeypatch.setattr(reads, "SEARCH_SET_MAX", cap)
+        for q, wanted in expected.items():
+            assert await _pages(client, {"q": q}) == wanted, (cap, q)
+            newest = await _pages(client, {"q": q, "order": "newest"})
+            assert newest == wanted[::-1], (cap, q)
+
+
+async def test_the_log_newest_first(client: Client, clean_db: Pool) -> None:
+    ids = [
+        (await post(client, lemlist(f"act_n{n}", "cam_n", "a@example.com")))["delivery_id"]
+        for n in range(4)
+    ]
+    assert await _pages(client, {"order": "newest"}) == ids[::-1]
+    assert await _pages(client, {"order": "oldest"}) == ids
+    response = await client.get("/api/deliveries", params={"order": "sideways"})
+    assert response.status_code == 400 and response.json()["field"] == "order"
