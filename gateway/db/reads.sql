@@ -148,28 +148,6 @@ CROSS JOIN LATERAL (
 ORDER BY d.received_at, d.id
 LIMIT $7;
 
--- name: list_deliveries_newest
--- list_deliveries newest first, for the console's log: the same walks of
--- idx_webhook_deliveries_status_received, backwards, and a page starts
--- strictly before the cursor ($5, $6).
-SELECT d.*
-FROM unnest($1::text[]) AS s (status)
-CROSS JOIN LATERAL (
-    SELECT w.id, w.provider, w.received_at, w.processed_at, w.status, w.cause,
-           w.events_written, w.duplicates, w.body_size, w.headers, w.query, w.fetched_from
-    FROM webhook_deliveries w
-    WHERE w.status = s.status
-      AND ($2::text[] IS NULL OR w.provider = ANY ($2))
-      AND w.received_at >= coalesce($3::timestamptz, '-infinity')
-      AND w.received_at < coalesce($4::timestamptz, 'infinity')
-      AND (w.received_at, w.id) < (coalesce($5::timestamptz, 'infinity'),
-                                   coalesce($6::uuid, 'ffffffff-ffff-ffff-ffff-ffffffffffff'))
-    ORDER BY w.received_at DESC, w.id DESC
-    LIMIT $7
-) d
-ORDER BY d.received_at DESC, d.id DESC
-LIMIT $7;
-
 -- name: list_enrollments
 -- A page of one instance's enrollments in (enrolled_at, id) order after a
 -- keyset cursor ($3, $4; NULL: the first page), optionally of one status:
@@ -243,34 +221,6 @@ CROSS JOIN LATERAL (
 ) d
 ORDER BY d.received_at DESC, d.id DESC
 LIMIT $7;
-
--- name: search_deliveries_newest
--- search_deliveries newest first; a page starts strictly before the cursor ($6, $7).
-SELECT w.id, w.provider, w.received_at, w.processed_at, w.status, w.cause,
-       w.events_written, w.duplicates, w.body_size, w.headers, w.query, w.fetched_from
-FROM webhook_deliveries w
-WHERE w.id IN (
-        SELECT e.delivery_id
-        FROM campaign_events e
-        WHERE e.provider = ANY ('{lemlist,postmark,phantombuster}'::text[])
-          AND e.provider_event_id = $1::text
-        UNION
-        SELECT e.delivery_id
-        FROM campaign_events e
-        WHERE e.campaign_key = $1::text
-        UNION
-        SELECT e.delivery_id
-        FROM campaign_enrollments n
-        JOIN campaign_events e ON e.enrollment_id = n.id
-        WHERE lower(n.contact_email) = lower($1::text))
-  AND w.status = ANY ($2::text[])
-  AND ($3::text[] IS NULL OR w.provider = ANY ($3))
-  AND w.received_at >= coalesce($4::timestamptz, '-infinity')
-  AND w.received_at < coalesce($5::timestamptz, 'infinity')
-  AND (w.received_at, w.id) < (coalesce($6::timestamptz, 'infinity'),
-                               coalesce($7::uuid, 'ffffffff-ffff-ffff-ffff-ffffffffffff'))
-ORDER BY w.received_at DESC, w.id DESC
-LIMIT $8;
 
 -- name: get_delivery
 -- One stored delivery with everything reprocessing reads (body, fetched result).
