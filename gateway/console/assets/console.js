@@ -549,7 +549,7 @@
       { label: 'Channel', cell: (e) => CHANNEL_NAMES[e.channel] || e.channel },
       { label: 'Campaign', cell: campaign, class: 'nowrap' },
       { label: 'Step', num: true, cell: (e) => (e.step_number === null ? '—' : fmt.int(e.step_number)) },
-      { label: 'Provider event id', cell: (e) => h('span', { class: 'mono wrap small', text: e.provider_event_id }) },
+      { label: 'Provider event id', cell: (e) => h('span', { class: 'mono wrap small', text: e.provider_event_id }), class: 'event-id' },
       { label: 'Detail', cell: (e) => metadataSummary(e.metadata) },
     ], events);
   }
