@@ -1,13 +1,16 @@
--- The webhook mix for wrk, driven by bench/ingest.py (which sets the BENCH_* variables).
+-- The webhook load for wrk, driven by bench/ingest.py (which sets the BENCH_* variables).
 --
--- New deliveries: 60% lemlist activities, 30% Postmark Delivery/Open/Click
--- records, 10% PhantomBuster Auto Connect runs with 5 rows inline; on top of
--- them, 10% of requests redeliver the exact bytes of a recently sent one.
--- Every new delivery carries a unique token made of the run, the wrk thread
--- and a per-thread counter, in lemlist's `_id`, Postmark's `MessageID` and
--- PhantomBuster's `containerId`, so that bench/ingest.py can check the
--- database delivery by delivery. Contacts come from a fixed pool; contact c
--- belongs to instance c % BENCH_INSTANCES (1 instance: the hot campaign).
+-- New deliveries are drawn from BENCH_MIX, the percentages of lemlist
+-- activities, Postmark Delivery/Open/Click records and PhantomBuster Auto
+-- Connect runs with 5 rows inline ("60,30,10": the spread shape; "100,0,0":
+-- the hot campaign launch); on top of them, 10% of requests redeliver the
+-- exact bytes of a recently sent one. Every new delivery carries a unique
+-- token made of the run, the wrk thread and a per-thread counter, in
+-- lemlist's `_id`, Postmark's `MessageID` and PhantomBuster's `containerId`,
+-- so that bench/verify.py can check the database delivery by delivery.
+-- Contacts are drawn at random from BENCH_CONTACTS people; contact c belongs
+-- to instance c % BENCH_INSTANCES (1 instance: every lead enrolls in the hot
+-- campaign as it first appears).
 --
 -- Per thread it counts the new deliveries per provider and the answers, and
 -- keeps "delivery_id status events" of every 200; done() writes them to
@@ -23,7 +26,7 @@ end
 local RECENT = 64 -- redeliveries pick among this many recently sent requests
 local BASE_TIME = 1735689600 -- 2025-01-01T00:00:00Z; each run has its own ten-million-second span
 
-local run, instances, contacts, paths, epoch
+local run, instances, contacts, paths, epoch, lemlist_pct, postmark_pct
 local counter = 0
 local recent, recent_next = {}, 1
 generated = { lemlist = 0, postmark = 0, phantombuster = 0 }
@@ -129,6 +132,8 @@ function init(args)
          os.getenv("BENCH_SECRET_" .. string.upper(provider))
    end
    epoch = BASE_TIME + (run % 100) * 10000000
+   local l, p = string.match(os.getenv("BENCH_MIX") or "60,30,10", "^(%d+),(%d+),%d+$")
+   lemlist_pct, postmark_pct = tonumber(l), tonumber(l) + tonumber(p)
    math.randomseed(run * 1000 + tid)
 end
 
@@ -145,10 +150,10 @@ function request()
    local instance = contact % instances
    local r = math.random(100)
    local provider, body
-   if r <= 60 then
+   if r <= lemlist_pct then
       provider = "lemlist"
       body = lemlist_body(string.format("%04d%04d%09d", run, tid, n), n, contact, instance)
-   elseif r <= 90 then
+   elseif r <= postmark_pct then
       provider = "postmark"
       body = postmark_body(string.format("%08d-%04d-4000-a000-%012d", run, tid, n),
          n, contact, instance)

@@ -107,7 +107,13 @@ SELECT CASE WHEN r.unmatched THEN NULL
        'bench:' || r.n,
        CASE WHEN r.email THEN 1 + floor(r.st * 3)::int ELSE 1 + floor(r.st * 4)::int END,
        now() - interval '90 days' * r.age,
-       '{"source": "bench"}'::jsonb
+       -- A real open's metadata is a few hundred bytes (client, user agent, place);
+       -- a quarter of the opens and clicks carry a machine flag (Apple Mail Privacy Protection).
+       jsonb_build_object('source', 'bench', 'user_agent', repeat('Mozilla/5.0 (bench) ', 8))
+       || CASE WHEN r.email AND r.ty >= 7.0 / 16 AND r.ty < 11.0 / 16 AND r.pr < 0.25
+               THEN '{"machine": {"kind": "privacy_proxy", "rule": "apple_mpp_network",
+                      "rule_version": 1}}'::jsonb
+               ELSE '{}' END
 FROM (
     SELECT n, random() < 0.02 AS unmatched, floor(random() * $4::int)::int AS c,
            random() < 0.7 AS email, random() AS ty, random() AS pr, random() AS st,

@@ -5,6 +5,8 @@ Errors become problem JSON (RFC 9457) here and nowhere else.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import re
 from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
@@ -151,12 +153,19 @@ def create_app(
         app.state.pool = pool
         app.state.fetcher = fetcher
         metrics.pool = pool
+        metrics.queued = lambda: ingestor.queued
+        ticker = asyncio.create_task(metrics.tick(), name="metrics-gauges")
         try:
             yield
         finally:
+            ticker.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await ticker
             await ingestor.stop()
             edge.ingestor = None
             metrics.pool = None
+            metrics.queued = lambda: 0
+            metrics.close()
             await fetcher.aclose()
             await close_pool(pool)
 

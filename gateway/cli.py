@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import atexit
 import errno
 import logging
 import os
+import shutil
 import signal
 import socket
 import stat
@@ -253,6 +255,43 @@ def build_parser() -> argparse.ArgumentParser:
         help="delete without asking (needed when standard input is not a terminal)",
     )
     purge.set_defaults(run=cmd_purge)
+
+    engagement = commands.add_parser(
+        "engagement", parents=[common], help="machine-open and machine-click rules"
+    )
+    engagement_commands = engagement.add_subparsers(
+        dest="engagement_command", required=True, metavar="COMMAND"
+    )
+    refresh = engagement_commands.add_parser(
+        "refresh",
+        parents=[common],
+        help="download Apple's iCloud Private Relay egress ranges",
+        description="Download the iCloud Private Relay egress ranges that Apple publishes"
+        " (Mail Privacy Protection fetches images through them) into"
+        " --data-dir/engagement/, where the gateway reads them at startup: restart"
+        " `gateway serve` afterwards. Events already stored keep their flags.",
+    )
+    refresh.add_argument(
+        "--url",
+        default=None,
+        help="where to download the CSV from (default Apple's published list)",
+    )
+    refresh.set_defaults(run=cmd_engagement_refresh)
+
+    erase = commands.add_parser(
+        "erase",
+        parents=[common],
+        help="remove one person from every instance (GDPR erasure)",
+        description="Remove one person from every instance: their enrollments (the"
+        " instance counters follow), their events, and every stored raw delivery that"
+        " mentions them (all stored bodies are read). Without --yes, only shows what it"
+        " would remove.",
+    )
+    who = erase.add_mutually_exclusive_group(required=True)
+    who.add_argument("--email", metavar="ADDRESS", help="the person's e-mail address (any case)")
+    who.add_argument("--linkedin-url", metavar="URL", help="the person's LinkedIn profile URL")
+    erase.add_argument("--yes", action="store_true", help="really erase (default: a dry run)")
+    erase.set_defaults(run=cmd_erase)
     return parser
 
 
@@ -391,6 +430,8 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     print("Webhook URLs with their secrets: gateway urls; the API key: gateway api-key")
     sys.stdout.flush()
     # Workers build their app from the environment: hand them what we resolved.
+    if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(shared_metrics_dir(settings.data_dir))
     os.environ["DATABASE_URL"] = url
     os.environ["GATEWAY_DATA_DIR"] = str(settings.data_dir)
     os.environ["GATEWAY_LOG_FORMAT"] = settings.log_format
@@ -410,6 +451,35 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
         timeout_graceful_shutdown=10,
     )
     return 0
+
+
+def shared_metrics_dir(data_dir: Path) -> Path:
+    """A fresh directory where this server's workers share their metrics, removed at exit.
+
+    One per `gateway serve` process (several may share a data dir); those left by
+    servers that are gone are removed first. It must be in the environment
+    before any worker imports prometheus_client.
+    """
+    base = data_dir / "metrics"
+    if base.is_dir():
+        for old in base.iterdir():
+            if old.name.isdigit() and not _alive(int(old.name)):
+                shutil.rmtree(old, ignore_errors=True)
+    mine = base / str(os.getpid())
+    shutil.rmtree(mine, ignore_errors=True)
+    mine.mkdir(parents=True, mode=0o700)
+    atexit.register(shutil.rmtree, mine, ignore_errors=True)
+    return mine
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def cmd_migrate(args: argparse.Namespace, settings: Settings) -> int:
@@ -696,6 +766,54 @@ def _confirmed(question: str) -> bool:
     except EOFError:
         return False
     return answer.strip().lower() in {"y", "yes"}
+
+
+def cmd_engagement_refresh(args: argparse.Namespace, settings: Settings) -> int:
+    from gateway.engagement_refresh import (
+        PRIVATE_RELAY_URL,
+        RefreshError,
+        refresh_private_relay,
+    )
+
+    url = args.url or PRIVATE_RELAY_URL
+    try:
+        done = asyncio.run(refresh_private_relay(settings.data_dir, url))
+    except (RefreshError, OSError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    print(
+        f"wrote {done.networks} networks ({done.ranges} published ranges) to {done.path}"
+        + (f"; {done.skipped} unreadable lines skipped" if done.skipped else "")
+    )
+    print("restart `gateway serve` to use them for new events")
+    return 0
+
+
+def cmd_erase(args: argparse.Namespace, settings: Settings) -> int:
+    from gateway.erase import Person, PersonError, erase, plan, render
+
+    try:
+        person = Person.of(args.email, args.linkedin_url)
+    except PersonError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    url = database_url(settings)
+
+    async def run() -> str:
+        conn = await _connect(url)
+        try:
+            started = time.monotonic()
+            found = await plan(conn, person)
+            seconds = time.monotonic() - started
+            if args.yes:
+                await erase(conn, found)
+            return render(found, seconds, erased=args.yes)
+        finally:
+            await conn.close()
+
+    with database_errors(settings):
+        print(asyncio.run(run()))
+    return 0
 
 
 def _filter(args: argparse.Namespace) -> DeliveryFilter:

@@ -15,11 +15,12 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import random
 import time
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from typing import Final, NamedTuple
-from uuid import UUID, uuid4
+from uuid import UUID
 
 import asyncpg
 import msgspec
@@ -27,8 +28,10 @@ import structlog
 
 from gateway.db import queries
 from gateway.db.pool import Connection, Pool, connection
+from gateway.engagement import StaticRules, static_rules_for
 from gateway.errors import Unavailable
 from gateway.fetch import Fetched, FetchError, ResultFetcher
+from gateway.ids import uuid7
 from gateway.settings import Settings
 from providers import lemlist, phantombuster, postmark
 from providers.base import NormalizedEvent, Parsed, ProviderError
@@ -45,14 +48,15 @@ PARSERS: Final[Mapping[str, Callable[[bytes, Mapping[str, str]], Parsed]]] = {
 STATUSES: Final = ("processed", "duplicate", "unmatched", "ignored", "pending", "rejected")
 
 #: Attempts at one transaction before the caller gets 503.
-RETRIES: Final = 3
+RETRIES: Final = 6
 #: How often a result may point elsewhere (an API answer naming a result file).
 FETCH_HOPS: Final = 2
 #: Errors that mean "try the same transaction again": nothing was committed.
 RETRYABLE: Final = (
     asyncpg.DeadlockDetectedError,
     asyncpg.SerializationError,
-    asyncpg.ForeignKeyViolationError,  # an enrollment deleted under us: resolve again
+    asyncpg.ForeignKeyViolationError,  # an enrollment deleted (merged) under us: resolve again
+    asyncpg.UniqueViolationError,  # a concurrent batch enrolled the same person: resolve again
 )
 #: Errors caused by a value the database refuses: the input's fault.
 REFUSED: Final = (asyncpg.DataError, asyncpg.CheckViolationError)
@@ -68,7 +72,7 @@ class Delivery(msgspec.Struct, frozen=True, kw_only=True):
     query: dict[str, str]
     body_size: int = -1
     """Size of the whole body; differs from len(body) only for an oversized one."""
-    id: UUID = msgspec.field(default_factory=uuid4)
+    id: UUID = msgspec.field(default_factory=uuid7)
 
 
 class Outcome(msgspec.Struct, frozen=True, kw_only=True):
@@ -119,12 +123,16 @@ async def normalize(
     headers: Mapping[str, str],
     fetcher: ResultFetcher,
     stored: bytes | None = None,
+    *,
+    rules: StaticRules,
 ) -> Normalized:
     """Parse, and fetch what a PhantomBuster webhook left out (ingestion and reprocess).
 
     `stored` is a result object fetched earlier, used before fetching again.
     A result may point elsewhere once (an API answer holding a result file's
     jsonUrl, as legacy scripts save it): at most FETCH_HOPS fetches are made.
+    Opens and clicks get their static machine flag (`rules`) here, so that it
+    is written with the event.
     """
     try:
         parsed = parse_delivery(provider, body, headers, None)
@@ -147,7 +155,7 @@ async def normalize(
         return Normalized("pending", "fetched result points elsewhere again", [], fetched)
     if not parsed.events:
         return Normalized("ignored", parsed.ignored, [], fetched)
-    return Normalized(None, None, parsed.events, fetched)
+    return Normalized(None, None, rules.apply(parsed.events), fetched)
 
 
 @dataclasses.dataclass(eq=False)
@@ -182,6 +190,7 @@ class Ingestor:
         self._pool = pool
         self._settings = settings
         self._fetcher = fetcher
+        self._rules = static_rules_for(settings.data_dir)
         self._writers = settings.writers if writers is None else writers
         self._batch_max = batch_max or settings.batch_max
         self._queue: asyncio.Queue[_Job] = asyncio.Queue(queue_max or settings.queue_max)
@@ -222,7 +231,9 @@ class Ingestor:
 
     async def ingest(self, delivery: Delivery) -> Outcome:
         """Parse, fetch what PhantomBuster left out, and commit; never loses the raw body."""
-        n = await normalize(delivery.provider, delivery.body, delivery.headers, self._fetcher)
+        n = await normalize(
+            delivery.provider, delivery.body, delivery.headers, self._fetcher, rules=self._rules
+        )
         if n.status is not None:
             return await self.record(
                 delivery, n.status, cause=n.cause, field=n.field, fetched=n.fetched
@@ -316,11 +327,13 @@ class Ingestor:
             attempt += 1
             try:
                 async with connection(self._pool, self._settings) as conn:
-                    results = await queries.ingest_batch(conn, events, deliveries, store=True)
+                    results = await queries.write_batch(conn, events, deliveries, store=True)
             except RETRYABLE as exc:
                 log.info("ingest.retry", attempt=attempt, error=type(exc).__name__)
                 if attempt == RETRIES:
                     raise Unavailable("database contention; retry later") from exc
+                # Jittered, so that two batches that collided do not collide again.
+                await asyncio.sleep(random.uniform(0, 0.002 * attempt))  # noqa: S311
                 continue
             by_id = {r.delivery_id: r for r in results}
             return [_outcome(job, by_id[job.delivery.id]) for job in batch]
@@ -360,7 +373,7 @@ async def write_events(
         fetched_body=None,
         fetched_from=None,
     )
-    [result] = await queries.ingest_batch(
+    [result] = await queries.write_batch(
         conn, _event_args([(delivery_id, received_at, events)]), [delivery], store=False
     )
     return EventsWritten(result.written, result.duplicates, result.status == "unmatched")
@@ -385,6 +398,7 @@ def _event_args(
         urls = [u.replace("\n", "").replace("\r", "") for u in event.linkedin_urls]
         args.append(
             queries.EventArgs(
+                id=uuid7(),
                 provider=event.provider,
                 provider_event_id=event.provider_event_id,
                 campaign_key=event.campaign_key,

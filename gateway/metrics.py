@@ -1,29 +1,43 @@
-"""Prometheus metrics of one app: `GET /metrics` in the text exposition format.
+"""Prometheus metrics of the server: `GET /metrics` in the text exposition format.
 
-Each app owns its `CollectorRegistry` (never the process-global one), so
-tests can build many apps in one process and each uvicorn worker reports its
-own figures; see the README for what that means for scraping.
+Whole-server figures, whichever worker answers the scrape:
+
+- counters, histograms and per-process gauges (pool, queue depth) are kept in
+  prometheus_client's multiprocess files when `gateway serve` set
+  PROMETHEUS_MULTIPROC_DIR (`Settings.metrics_dir`) for its workers, and every
+  scrape merges all workers' files; gauges of workers that died are dropped;
+- freshness and backlog (last delivery per provider, deliveries pending,
+  rejected or unmatched) are read from the database at scrape time, so every
+  worker answers the same value.
+
+Without a metrics directory (tests, an app built in process) each app owns its
+`CollectorRegistry`, never the process-global one, so tests can build many
+apps in one process.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import os
 import time
 from collections.abc import Callable, Iterator
+from datetime import datetime
 from pathlib import Path
-from typing import Any, get_args
+from typing import Any, Final, get_args
 from urllib.parse import parse_qs, urlsplit
 
 from litestar import Request, Response, get
 from litestar.enums import ScopeType
 from litestar.handlers import HTTPRouteHandler
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, multiprocess, values
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.exposition import choose_encoder
 from prometheus_client.registry import Collector
 
 from gateway.api.schemas import DeliveryStatus
+from gateway.db import reads
 from gateway.db.pool import Pool, connection, waiting
 from gateway.errors import Unavailable
 from gateway.settings import PROVIDERS, Settings
@@ -32,14 +46,36 @@ from gateway.settings import PROVIDERS, Settings
 DATABASE_CHECK_TIMEOUT_S = 1.0
 #: Request latency buckets: webhooks answer in milliseconds, reads in tens of them.
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+#: The stored-delivery statuses that need attention, reported as `gateway_deliveries`.
+BACKLOG_STATUSES: Final = ("pending", "rejected", "unmatched")
+#: How often each worker writes its pool and queue gauges for the other workers' scrapes.
+GAUGE_TICK_S: Final = 1.0
+
+
+def multiprocess_ready(settings: Settings) -> bool:
+    """Whether metric values go to the shared files of `settings.metrics_dir`.
+
+    prometheus_client picks its value store when it is first imported, from
+    PROMETHEUS_MULTIPROC_DIR: a directory configured after that would silently
+    count per process, so it is refused.
+    """
+    if settings.metrics_dir is None:
+        return False
+    if values.ValueClass is values.MutexValue:
+        raise ValueError(
+            "PROMETHEUS_MULTIPROC_DIR must be set before prometheus_client is imported"
+        )
+    return True
 
 
 class Metrics:
-    """The app's metrics; the pool is attached once the lifespan has opened it."""
+    """The app's metrics; the pool and the ingestor are attached once the lifespan has them."""
 
     def __init__(self, settings: Settings) -> None:
         self.registry = CollectorRegistry()
         self.pool: Pool | None = None
+        self.queued: Callable[[], int] = lambda: 0
+        self.shared_dir = settings.metrics_dir if multiprocess_ready(settings) else None
         self.deliveries = Counter(
             "gateway_webhook_deliveries",
             "Webhook deliveries stored, by provider and outcome",
@@ -71,14 +107,66 @@ class Metrics:
             " is the embedded PostgreSQL under GATEWAY_DATA_DIR",
             ["embedded"],
             registry=self.registry,
+            multiprocess_mode="livemostrecent",
         )
+        self.queue_depth = Gauge(
+            "gateway_ingest_queue_depth",
+            "Deliveries waiting for a group-commit writer, all workers together",
+            registry=self.registry,
+            multiprocess_mode="livesum",
+        )
+        self.pool_gauges = {
+            name: Gauge(name, documentation, registry=self.registry, multiprocess_mode="livesum")
+            for name, documentation in (
+                ("gateway_db_pool_size", "Open connections in the pools, all workers together"),
+                ("gateway_db_pool_idle", "Open connections not in use"),
+                ("gateway_db_pool_max", "Most connections the pools open"),
+                ("gateway_db_pool_waiters", "Requests waiting for a pooled connection"),
+            )
+        }
+        self.freshness = _Freshness()
         self.embedded = "true" if is_embedded(settings) else "false"
         for provider in PROVIDERS:  # every series exists from the start, at 0
             for status in get_args(DeliveryStatus):
                 self.deliveries.labels(provider, status)
             self.events_written.labels(provider)
             self.duplicates.labels(provider)
-        self.registry.register(_PoolCollector(lambda: self.pool))
+        self.registry.register(self.freshness)
+
+    def update_gauges(self) -> None:
+        """Write this worker's pool and queue figures (at each scrape and every GAUGE_TICK_S)."""
+        pool = self.pool
+        readings: dict[str, Callable[[Pool], int]] = {
+            "gateway_db_pool_size": Pool.get_size,
+            "gateway_db_pool_idle": Pool.get_idle_size,
+            "gateway_db_pool_max": Pool.get_max_size,
+            "gateway_db_pool_waiters": waiting,
+        }
+        for name, read in readings.items():
+            self.pool_gauges[name].set(0 if pool is None else read(pool))
+        self.queue_depth.set(self.queued())
+
+    async def tick(self) -> None:
+        """Keep this worker's gauges fresh for scrapes another worker answers."""
+        while True:
+            self.update_gauges()
+            await asyncio.sleep(GAUGE_TICK_S)
+
+    def exposition_registry(self) -> CollectorRegistry:
+        """What a scrape encodes: this app's registry, or every worker's files merged."""
+        if self.shared_dir is None:
+            return self.registry
+        _forget_dead_workers(self.shared_dir)
+        merged = CollectorRegistry()
+        # prometheus_client's multiprocess module carries no annotations.
+        multiprocess.MultiProcessCollector(merged, str(self.shared_dir))  # type: ignore[no-untyped-call]
+        merged.register(self.freshness)
+        return merged
+
+    def close(self) -> None:
+        """This worker stops: its live gauges leave the merged figures."""
+        if self.shared_dir is not None:
+            multiprocess.mark_process_dead(os.getpid(), str(self.shared_dir))  # type: ignore[no-untyped-call]
 
     def observe_delivery(self, provider: str, status: str, events: int, duplicates: int) -> None:
         """Count one webhook's outcome (called from the webhook's canonical log line)."""
@@ -127,22 +215,66 @@ class Metrics:
         self.database_up.labels(self.embedded).set(up)
 
 
-class _PoolCollector(Collector):
-    """The connection pool read at scrape time: size, idle, max and waiting acquirers."""
+class _Freshness(Collector):
+    """What the database says at scrape time: the same on every worker.
 
-    def __init__(self, get_pool: Callable[[], Pool | None]) -> None:
-        self._get_pool = get_pool
+    `gateway_provider_last_event_timestamp_seconds{provider}`: when the newest
+    delivery (not rejected) of the provider was received; absent for a
+    provider that never sent one. `gateway_deliveries{status}`: stored
+    deliveries pending, rejected or unmatched. Both are absent when the
+    database did not answer within DATABASE_CHECK_TIMEOUT_S.
+    """
+
+    def __init__(self) -> None:
+        self.last: dict[str, datetime | None] | None = None
+        self.backlog: dict[str, int] | None = None
+
+    async def refresh(self, pool: Pool | None, settings: Settings) -> None:
+        self.last = self.backlog = None
+        if pool is None:
+            return
+        with contextlib.suppress(Unavailable, TimeoutError):
+            async with asyncio.timeout(DATABASE_CHECK_TIMEOUT_S):
+                async with connection(pool, settings) as conn:
+                    last = await reads.provider_last_delivery(conn, PROVIDERS)
+                    backlog = await reads.delivery_backlog(conn, BACKLOG_STATUSES)
+            self.last, self.backlog = last, backlog
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
-        pool = self._get_pool()
-        figures = (
-            ("gateway_db_pool_size", "Open connections in the pool", Pool.get_size),
-            ("gateway_db_pool_idle", "Open connections not in use", Pool.get_idle_size),
-            ("gateway_db_pool_max", "Most connections the pool opens", Pool.get_max_size),
-            ("gateway_db_pool_waiters", "Requests waiting for a pooled connection", waiting),
+        if self.last is None or self.backlog is None:
+            return
+        last = GaugeMetricFamily(
+            "gateway_provider_last_event_timestamp_seconds",
+            "When the newest delivery of each provider (not rejected) was received, Unix time",
+            labels=["provider"],
         )
-        for name, documentation, read in figures:
-            yield GaugeMetricFamily(name, documentation, value=0 if pool is None else read(pool))
+        for provider, at in self.last.items():
+            if at is not None:
+                last.add_metric([provider], at.timestamp())
+        yield last
+        backlog = GaugeMetricFamily(
+            "gateway_deliveries",
+            "Stored deliveries that need attention, by status",
+            labels=["status"],
+        )
+        for status in BACKLOG_STATUSES:
+            backlog.add_metric([status], self.backlog.get(status, 0))
+        yield backlog
+
+
+def _forget_dead_workers(directory: Path) -> None:
+    """Drop the live gauges of workers that are gone (killed, or restarted by uvicorn)."""
+    for path in directory.glob("gauge_live*_*.db"):
+        pid_text = path.stem.rsplit("_", 1)[-1]
+        if not pid_text.isdigit():
+            continue
+        pid = int(pid_text)
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            multiprocess.mark_process_dead(pid, str(directory))  # type: ignore[no-untyped-call]
+        except PermissionError:  # alive, under another user
+            continue
 
 
 def is_embedded(settings: Settings) -> bool:
@@ -163,9 +295,11 @@ def metrics_handler(metrics: Metrics, settings: Settings) -> HTTPRouteHandler:
     @get("/metrics", summary="Prometheus metrics (text format, or OpenMetrics when asked)")
     async def scrape(request: Request[Any, Any, Any]) -> Response[bytes]:
         await metrics.check_database(settings)
+        await metrics.freshness.refresh(metrics.pool, settings)
+        metrics.update_gauges()
         encode, content_type = choose_encoder(request.headers.get("accept", ""))
         # Litestar appends the charset to text/* itself.
         media_type = content_type.split("; charset=")[0]
-        return Response(encode(metrics.registry), media_type=media_type)
+        return Response(encode(metrics.exposition_registry()), media_type=media_type)
 
     return scrape

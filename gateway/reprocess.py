@@ -30,6 +30,7 @@ from asyncpg import Record
 
 from gateway.db import queries
 from gateway.db.pool import Connection, Pool, connection
+from gateway.engagement import static_rules_for
 from gateway.errors import Unavailable
 from gateway.fetch import ResultFetcher
 from gateway.ingest import (
@@ -125,6 +126,7 @@ class Reprocessor:
         self._pool = pool
         self._settings = settings
         self._fetcher = fetcher
+        self._rules = static_rules_for(settings.data_dir)
         self._batch_size = batch_size
         self._dry_run = dry_run
 
@@ -255,6 +257,7 @@ class Reprocessor:
             row["headers"],
             self._fetcher,
             bytes(stored) if stored is not None else None,
+            rules=self._rules,
         )
 
     async def _apply(self, conn: Connection, row: Record, normalized: Normalized) -> Change:

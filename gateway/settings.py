@@ -72,6 +72,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     """Most deliveries committed in one transaction."""
     queue_max: int = 4096
     """Deliveries waiting for a writer before new ones get 503 (back-pressure)."""
+    metrics_dir: Path | None = None
+    """PROMETHEUS_MULTIPROC_DIR: where the workers of one `gateway serve` share their metrics."""
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -112,6 +114,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
             batch_max=_positive_int(env, "GATEWAY_INGEST_BATCH_MAX", 256),
             queue_max=_positive_int(env, "GATEWAY_INGEST_QUEUE_MAX", 4096),
             log_format=log_format,  # type: ignore[arg-type]  # checked just above
+            metrics_dir=Path(env["PROMETHEUS_MULTIPROC_DIR"])
+            if env.get("PROMETHEUS_MULTIPROC_DIR")
+            else None,
         )
 
 

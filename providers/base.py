@@ -17,6 +17,8 @@ from typing import Any, Literal, TypeVar
 import msgspec
 
 Channel = Literal["email", "linkedin"]
+BounceClass = Literal["hard", "soft"]
+"""`metadata.bounce_class` of every `bounced` event: only a hard bounce ends an enrollment."""
 S = TypeVar("S", bound=msgspec.Struct)
 
 EMAIL_EVENT_TYPES: frozenset[str] = frozenset(
@@ -281,6 +283,7 @@ def build_metadata(**fields: object) -> dict[str, Any]:
 __all__ = [
     "EVENT_TYPES",
     "MAX_KEY_BYTES",
+    "BounceClass",
     "Channel",
     "NormalizedEvent",
     "Parsed",

@@ -2,8 +2,10 @@
 
 lemlist `type` -> channel / event_type:
 
-- emailsSent, emailsOpened, emailsClicked, emailsReplied, emailsBounced,
-  emailsUnsubscribed -> email / sent, opened, clicked, replied, bounced, unsubscribed
+- emailsSent, emailsOpened, emailsClicked, emailsReplied, emailsUnsubscribed -> email /
+  sent, opened, clicked, replied, unsubscribed
+- emailsBounced -> email / bounced, always bounce_class hard: lemlist gives no class, and
+  the contract counts its bounces as hard (they end the enrollment)
 - emailsFailed, emailsSendFailed -> email / failed
 - linkedinVisitDone, linkedinInviteDone, linkedinInviteAccepted -> linkedin /
   profile_visited, connection_requested, connection_accepted
@@ -16,6 +18,18 @@ Every other type (lead-state groups, interest marks, other LinkedIn actions, Wha
 SMS, calls, API and manual steps, workspace events) is ignored. The key is the activity
 `_id`; without one, `{type}:{leadId or lower(leadEmail)}:{campaignId}:{stepId or
 sequenceStep}:{createdAt}`. The body's `secret` is never read.
+
+Integrations report other spellings of some fields; each is read only where the
+documented field is absent or empty, so no body that parsed before changes its key:
+
+- the lead's e-mail: `leadEmail`, else `email` (the lead variable of lemlist's activities,
+  which receivers fall back on); also in the key fallback, after `leadEmail`
+- the clicked link: `linkUrl`, else `clickedUrl` or `url` (emailsClicked only)
+- the bounce text: `bounceReason`, else `reason`
+- the failure text (`metadata.error`, failure types only): `errorMessage`, else `reason`
+- the reply text: `messagePreview`, else `text` or `bodyText` (reply types only)
+
+A differently spelled field of another JSON type is left out, never a 400.
 """
 
 from __future__ import annotations
@@ -25,6 +39,7 @@ from typing import TYPE_CHECKING
 import msgspec
 
 from providers.base import (
+    BounceClass,
     Channel,
     NormalizedEvent,
     Parsed,
@@ -77,6 +92,9 @@ _FAILED_ACTIONS: dict[str, str] = {
 }
 """Which outreach action a failure type reports, in the vocabulary PhantomBuster rows use."""
 
+_BOUNCE_CLASS: BounceClass = "hard"
+"""lemlist gives no bounce class; the contract counts `emailsBounced` as a hard bounce."""
+
 _LEAD_STATE_GROUPS = frozenset(
     {"contacted", "hooked", "attracted", "warmed", "interested", "notInterested"}
 )
@@ -106,6 +124,14 @@ class _Activity(msgspec.Struct, frozen=True):
     bounceReason: object = None
     messagePreview: object = None
     sendUserEmail: object = None
+    # Other spellings integrations report (module docstring); any JSON type is accepted.
+    email: object = None
+    clickedUrl: object = None
+    url: object = None
+    reason: object = None
+    errorMessage: object = None
+    text: object = None
+    bodyText: object = None
 
 
 def parse(body: bytes, headers: Mapping[str, str]) -> Parsed:
@@ -145,19 +171,48 @@ def parse(body: bytes, headers: Mapping[str, str]) -> Parsed:
                     email_id=clean_text(activity.emailId),
                     email_template_id=clean_text(activity.emailTemplateId),
                     subject=clean_text(activity.subject),
-                    url=clean_text(activity.linkUrl),
-                    bounce_reason=clean_text(activity.bounceReason),
-                    reply_preview=clean_text(activity.messagePreview),
+                    url=_link(activity, event_type),
+                    bounce_class=_BOUNCE_CLASS if event_type == "bounced" else None,
+                    bounce_reason=_first(activity.bounceReason, activity.reason)
+                    if event_type == "bounced"
+                    else clean_text(activity.bounceReason),
+                    reply_preview=_first(activity.messagePreview, activity.text, activity.bodyText)
+                    if event_type == "replied"
+                    else clean_text(activity.messagePreview),
+                    error=_first(activity.errorMessage, activity.reason)
+                    if event_type == "failed"
+                    else None,
                     send_user_email=clean_text(activity.sendUserEmail),
                     failed_action=_FAILED_ACTIONS.get(activity.type),
                 ),
                 campaign_key=clean_text(activity.campaignId),
-                contact_email=clean_text(activity.leadEmail),
+                contact_email=_lead_email(activity),
                 linkedin_urls=(url,) if url else (),
                 step_number=step,
             )
         ]
     )
+
+
+def _first(*values: object) -> str | None:
+    """The first value that is a non-empty string: a field, then its other spellings."""
+    for value in values:
+        text = clean_text(value)
+        if text is not None:
+            return text
+    return None
+
+
+def _lead_email(activity: _Activity) -> str | None:
+    """`leadEmail`, else the lead variable `email`."""
+    return _first(activity.leadEmail, activity.email)
+
+
+def _link(activity: _Activity, event_type: str) -> str | None:
+    """The clicked link: `linkUrl` on any type, its other spellings on a click only."""
+    if event_type == "clicked":
+        return _first(activity.linkUrl, activity.clickedUrl, activity.url)
+    return clean_text(activity.linkUrl)
 
 
 def _key(activity: _Activity) -> str:
@@ -166,11 +221,14 @@ def _key(activity: _Activity) -> str:
     if activity_id is not None:
         return bounded_key(activity_id)
     email = activity.leadEmail.lower() if activity.leadEmail else None
+    if email is None and isinstance(activity.email, str):
+        email = activity.email.lower()  # only where `leadEmail` gave nothing: no old key moves
     lead = key_part(activity.leadId) or key_part(email)
     created_at = key_part(activity.createdAt)
     if lead is None or created_at is None:
         raise ProviderError(
-            "$._id", "missing, and no createdAt with leadId or leadEmail to key the activity on"
+            "$._id",
+            "missing, and no createdAt with leadId or leadEmail (or email) to key the activity on",
         )
     step = key_part(activity.stepId) or key_part(activity.sequenceStep) or ""
     campaign = key_part(activity.campaignId) or ""

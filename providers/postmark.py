@@ -3,17 +3,21 @@
 RecordType (condition) -> event_type, provider_event_id:
 
 - Delivery -> delivered, `Delivery:{MessageID}:{Recipient}`
-- Bounce, by `Type` -> `Bounce:{ID}`:
-  - HardBounce, BadEmailAddress, Blocked, DMARCPolicy, ManuallyDeactivated, DnsError,
-    SMTPApiError -> bounced (bounce_class hard)
-  - SoftBounce, Transient -> bounced (bounce_class soft)
+- Bounce, by `Type` (by `TypeCode` when the body has no `Type`) -> `Bounce:{ID}`:
+  - HardBounce, BadEmailAddress, ManuallyDeactivated, Unconfirmed -> bounced
+    (bounce_class hard: Postmark says the address itself cannot take mail)
+  - Transient, DnsError, SoftBounce, Blocked, DMARCPolicy -> bounced (bounce_class soft:
+    temporary, or the sender's content, reputation or DMARC policy, not the address)
   - Unsubscribe -> unsubscribed; SpamComplaint -> spam_complaint;
-    TemplateRenderingFailed -> failed
+    SMTPApiError, TemplateRenderingFailed -> failed (the message never left Postmark)
 - SpamComplaint -> spam_complaint, `SpamComplaint:{ID}`
 - Open -> opened, `Open:{MessageID}:{Recipient}:{ReceivedAt}`
 - Click -> clicked, `Click:{MessageID}:{Recipient}:{OriginalLink}`
 - SubscriptionChange (recipient's own ManualSuppression) -> unsubscribed,
   `SubscriptionChange:{MessageStream}:{Recipient}:{ChangedAt}:true`
+
+Only a hard bounce ends an enrollment as `bounced`; the README's mapping section gives
+Postmark's own description of every type behind this table.
 
 Without `ID`, a bounce is keyed `{RecordType}:{MessageID}:{Email}:{BouncedAt}`. When a key
 component is missing, the `X-PM-Webhook-Trace-Id` header keys the event instead
@@ -33,6 +37,7 @@ from typing import TYPE_CHECKING, Any
 import msgspec
 
 from providers.base import (
+    BounceClass,
     NormalizedEvent,
     Parsed,
     ProviderError,
@@ -58,25 +63,56 @@ TEST_MESSAGE_ID = "00000000-0000-0000-0000-000000000000"
 """The MessageID of the payloads Postmark sends from its "send test" button."""
 TRACE_HEADER = "X-PM-Webhook-Trace-Id"
 
-_BOUNCE_OUTCOMES: dict[str, tuple[str, str | None]] = {
+_BOUNCE_OUTCOMES: dict[str, tuple[str, BounceClass | None]] = {
+    # "unknown user, mailbox not found"; "not a valid email address"; "manually
+    # deactivated"; "has not clicked on the confirmation link": the address itself.
     **dict.fromkeys(
-        (
-            "HardBounce",
-            "BadEmailAddress",
-            "Blocked",
-            "DMARCPolicy",
-            "ManuallyDeactivated",
-            "DnsError",
-            "SMTPApiError",
-        ),
+        ("HardBounce", "BadEmailAddress", "ManuallyDeactivated", "Unconfirmed"),
         ("bounced", "hard"),
     ),
-    **dict.fromkeys(("SoftBounce", "Transient"), ("bounced", "soft")),
+    # "could not temporarily deliver"; "a temporary DNS error"; "unable to temporarily
+    # deliver"; an ISP block "due to content or blacklisting" and a DMARC rejection are
+    # the sender's to fix: a later step can still reach the address.
+    **dict.fromkeys(
+        ("Transient", "DnsError", "SoftBounce", "Blocked", "DMARCPolicy"), ("bounced", "soft")
+    ),
     "Unsubscribe": ("unsubscribed", None),
     "SpamComplaint": ("spam_complaint", None),
-    "TemplateRenderingFailed": ("failed", None),
+    # "An error occurred while accepting an email through the SMTP API" / "while
+    # attempting to render your template": a send failure, nothing reached the recipient.
+    **dict.fromkeys(("SMTPApiError", "TemplateRenderingFailed"), ("failed", None)),
 }
-"""Bounce `Type` (not TypeCode: sources disagree on the codes) -> (event_type, bounce_class)."""
+"""Bounce `Type` -> (event_type, bounce_class); every other type is ignored."""
+
+_TYPE_CODES: dict[int, str] = {
+    1: "HardBounce",
+    2: "Transient",
+    16: "Unsubscribe",
+    32: "Subscribe",
+    64: "AutoResponder",
+    128: "AddressChange",
+    256: "DnsError",
+    512: "SpamNotification",
+    1024: "OpenRelayTest",
+    2048: "Unknown",
+    4096: "SoftBounce",
+    8192: "VirusNotification",
+    16384: "ChallengeVerification",
+    100000: "BadEmailAddress",
+    100001: "SpamComplaint",
+    100002: "ManuallyDeactivated",
+    100003: "Unconfirmed",
+    100006: "Blocked",
+    100007: "SMTPApiError",
+    100008: "InboundError",
+    100009: "DMARCPolicy",
+    100010: "TemplateRenderingFailed",
+}
+"""postmark.js `BounceTypeCode`: names the type of a bounce that carries no `Type`.
+
+When both are present `Type` decides: one Postmark table gives other codes for
+Blocked and DMARCPolicy (providers.md §1.6), and the name is what Postmark documents.
+"""
 
 
 class _Record(msgspec.Struct, frozen=True, rename="lower"):
@@ -217,15 +253,18 @@ def _delivery(record: _Delivery, ctx: _Context) -> Parsed:
 
 
 def _bounce(record: _Bounce, ctx: _Context) -> Parsed:
-    bounce_class = None
+    bounce_class: BounceClass | None = None
+    bounce_type = record.Type
+    if bounce_type is None and (code := as_int(record.TypeCode)) is not None:
+        bounce_type = _TYPE_CODES.get(code)
     if ctx.record_type == "SpamComplaint":
         event_type = "spam_complaint"
-    elif record.Type is None:
+    elif bounce_type is None:
         raise ProviderError(ctx.path("Type"), "missing: the bounce type decides the event")
-    elif record.Type in _BOUNCE_OUTCOMES:
-        event_type, bounce_class = _BOUNCE_OUTCOMES[record.Type]
+    elif bounce_type in _BOUNCE_OUTCOMES:
+        event_type, bounce_class = _BOUNCE_OUTCOMES[bounce_type]
     else:
-        return Parsed(ignored=f"Postmark bounce type {brief(record.Type)} is not a campaign event")
+        return Parsed(ignored=f"Postmark bounce type {brief(bounce_type)} is not a campaign event")
     message_id = _message_id(record, ctx)
     if key_part(record.ID) is not None:
         key = ctx.key(("ID", record.ID))
@@ -240,7 +279,7 @@ def _bounce(record: _Bounce, ctx: _Context) -> Parsed:
         key=key,
         occurred_at=ctx.time(record.BouncedAt, "BouncedAt"),
         contact=record.Email,
-        bounce_type=clean_text(record.Type),
+        bounce_type=clean_text(bounce_type),
         bounce_type_code=as_int(record.TypeCode),
         bounce_class=bounce_class,
         bounce_name=clean_text(record.Name),
@@ -341,6 +380,8 @@ def _client_details(record: _Tracked) -> dict[str, object]:
         "os": _name(record.OS),
         "geo_country": clean_text(geo.get("Country")),
         "geo_city": clean_text(geo.get("City")),
+        # The fetching address: the static machine rules compare it with proxy networks.
+        "geo_ip": clean_text(geo.get("IP")),
     }
 
 

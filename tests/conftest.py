@@ -93,7 +93,7 @@ async def pool(database_url: str) -> AsyncIterator[Pool]:
 
 
 TABLES = (
-    "campaign_events, enrollment_event_firsts, campaign_enrollments, campaign_instances, "
+    "campaign_events, campaign_enrollments, instance_keys, campaign_instances, "
     "linkedin_sequences, email_sequences, campaign_templates, webhook_deliveries"
 )
 
@@ -180,3 +180,21 @@ async def make_instance(
         provider_config,
     )
     return instance_id
+
+
+async def make_enrollment(
+    pool: Pool, instance_id: uuid.UUID, email: str | None = None, linkedin_url: str | None = None
+) -> uuid.UUID:
+    """An enrollment made and counted into its instance as the gateway does (counted last)."""
+    async with pool.acquire() as conn, conn.transaction():
+        enrollment_id: uuid.UUID = await conn.fetchval(
+            "INSERT INTO campaign_enrollments (instance_id, contact_email, linkedin_url)"
+            " VALUES ($1, $2, $3) RETURNING id",
+            instance_id,
+            email,
+            linkedin_url,
+        )
+        await conn.execute(
+            "SELECT apply_counter_deltas($1, '{1}', '{0}', '{0}', '{0}', '{0}')", [instance_id]
+        )
+    return enrollment_id

@@ -135,7 +135,7 @@ async def everything(db: Pool | Connection) -> dict[str, list[tuple[Any, ...]]]:
         "campaign_events": "id",
         "campaign_enrollments": "id",
         "campaign_instances": "id",
-        "enrollment_event_firsts": "enrollment_id, event_type",
+        "instance_keys": "provider, campaign_key, instance_id",
     }
     return {
         table: [tuple(r) for r in await db.fetch(f"SELECT * FROM {table} ORDER BY {order}")]

@@ -13,7 +13,15 @@ from litestar import Router
 from litestar.datastructures import State
 from litestar.di import Provide
 
-from gateway.api import campaigns, deliveries, enrollments, events, manage, performance
+from gateway.api import (
+    alerts,
+    campaigns,
+    deliveries,
+    enrollments,
+    events,
+    manage,
+    performance,
+)
 from gateway.api.auth import API_KEY, api_key_guard
 from gateway.api.deps import ManageDb, ReadDb
 from gateway.api.query import QueryRules
@@ -56,6 +64,7 @@ def api_router(
             deliveries.list_deliveries,
             deliveries.get_delivery,
             deliveries.reprocess_delivery,
+            alerts.list_alerts,
         ],
         dependencies={
             "db": Provide(provide_db, sync_to_thread=False),

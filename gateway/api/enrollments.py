@@ -60,13 +60,11 @@ async def enroll_contacts(
         )
 
     async def work(conn: Connection) -> tuple[set[UUID], list[Record]]:
-        # The instance lock first, as ingestion takes it before enrolling:
-        # the counter trigger needs it, and taking it last could deadlock.
-        row = await manage.lock_instance(conn, instance_id)
-        if row is None:
+        status = await manage.instance_status(conn, instance_id)
+        if status is None:
             raise NotFound(f"no campaign instance {instance_id}")
-        if row["status"] in CLOSED:
-            raise Conflict(f"the instance is {row['status']} and takes no new contact")
+        if status in CLOSED:
+            raise Conflict(f"the instance is {status} and takes no new contact")
         return await manage.enroll_contacts(conn, instance_id, contacts)
 
     created, found = await writer.write(work)

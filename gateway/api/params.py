@@ -11,7 +11,7 @@ from __future__ import annotations
 import base64
 import binascii
 from collections.abc import Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, tzinfo
 from typing import Annotated, TypeVar
 from uuid import UUID
 
@@ -54,16 +54,19 @@ Cursor = Annotated[
 _decode_key = msgspec.json.Decoder(tuple[datetime, UUID]).decode
 
 
-def time_range(start: str | None, end: str | None) -> TimeRange:
-    """The [from, to) range in UTC; a bad time, or `from` after `to`, is a 400."""
-    lower, upper = _moment(start, "from"), _moment(end, "to")
+def time_range(start: str | None, end: str | None, zone: tzinfo = UTC) -> TimeRange:
+    """The [from, to) range in UTC; a time without an offset (or a date) is in `zone`.
+
+    A bad time, or `from` after `to`, is a 400.
+    """
+    lower, upper = _moment(start, "from", zone), _moment(end, "to", zone)
     if lower is not None and upper is not None and lower > upper:
         raise BadRequest("`from` must not be after `to`", field="from")
     return TimeRange(lower, upper)
 
 
-def _moment(text: str | None, field: str) -> datetime | None:
-    """An ISO 8601 date or date-time as a UTC datetime (UTC unless it says otherwise)."""
+def _moment(text: str | None, field: str, zone: tzinfo) -> datetime | None:
+    """An ISO 8601 date or date-time as a UTC datetime (in `zone` unless it says otherwise)."""
     if text is None:
         return None
     try:
@@ -72,7 +75,7 @@ def _moment(text: str | None, field: str) -> datetime | None:
         raise BadRequest(
             f"`{field}` must be an ISO 8601 date or date-time, not {text!r}", field=field
         ) from exc
-    utc = in_utc(moment)
+    utc = in_utc(moment if moment.tzinfo is not None else moment.replace(tzinfo=zone))
     if utc is None:
         raise BadRequest(f"`{field}` is out of range once in UTC: {text!r}", field=field)
     return utc

@@ -198,41 +198,34 @@ class InstanceList(msgspec.Struct, frozen=True, kw_only=True):
     next_cursor: str | None
 
 
-class ChannelCounts(msgspec.Struct, frozen=True, kw_only=True):
-    """Events per type on one channel, and enrollments with at least one of each type."""
+class HumanUnique(msgspec.Struct, frozen=True, kw_only=True):
+    """Enrollments a person (not a proxy or a scanner) engaged in."""
 
-    channel: Channel
-    totals: dict[str, int]
-    unique: dict[str, int]
-
-
-class StepCounts(msgspec.Struct, frozen=True, kw_only=True):
-    """One sequence step's funnel; `step_number` is null for events without a step."""
-
-    channel: Channel
-    step_number: int | None
-    totals: dict[str, int]
-    unique: dict[str, int]
+    opened: int
+    """With an unflagged open, or any open when the enrollment clicked unflagged or replied."""
+    clicked: int
+    """With an unflagged click."""
 
 
-class ProviderTotals(msgspec.Struct, frozen=True, kw_only=True):
-    """Events per type that came through one provider."""
+class HumanEngagement(msgspec.Struct, frozen=True, kw_only=True):
+    """Human opens and clicks (events without `metadata.machine`) and their rates."""
 
-    provider: Provider
-    totals: dict[str, int]
-
-
-class DayTotals(msgspec.Struct, frozen=True, kw_only=True):
-    """Events per type on one UTC day."""
-
-    day: date
-    totals: dict[str, int]
+    unique: HumanUnique
+    email_reach: int
+    """Enrollments with at least one e-mail `sent`, `delivered` or `bounced` event."""
+    human_open_rate: float | None
+    """`unique.opened` / `email_reach`; null when the reach is 0."""
+    human_click_rate: float | None
+    """`unique.clicked` / `email_reach`; null when the reach is 0."""
 
 
 class Rates(msgspec.Struct, frozen=True, kw_only=True):
-    """`unique` counts over unique `sent` (email rates) or `connection_requested`.
+    """Unique counts over their channel's reach (`rate_definitions` names each); null at 0.
 
-    Null where the denominator is 0.
+    E-mail rates count e-mail events only, over the enrollments with at least
+    one e-mail `sent`, `delivered` or `bounced` event, so that a provider
+    reporting no `sent` (Postmark) still has rates; `connection_accept_rate`
+    is over `connection_requested`.
     """
 
     delivery_rate: float | None
@@ -242,6 +235,80 @@ class Rates(msgspec.Struct, frozen=True, kw_only=True):
     bounce_rate: float | None
     unsubscribe_rate: float | None
     connection_accept_rate: float | None
+    human_open_rate: float | None
+    """`human.unique.opened` over the e-mail reach (`human.email_reach`)."""
+    human_click_rate: float | None
+    """`human.unique.clicked` over the e-mail reach (`human.email_reach`)."""
+
+
+class Reach(msgspec.Struct, frozen=True, kw_only=True):
+    """Each channel's reach: the denominators of the rates."""
+
+    email: int
+    """Enrollments with at least one e-mail `sent`, `delivered` or `bounced` event."""
+    linkedin: int
+    """Enrollments with at least one `connection_requested` event."""
+
+
+class CountRule(msgspec.Struct, frozen=True, kw_only=True):
+    """Enrollments with at least one event of `channel` whose type is one of `event_types`."""
+
+    channel: Channel
+    event_types: list[str]
+    human: bool = False
+    """Only events no privacy proxy or scanner made (an open also counts when the
+    enrollment clicked unflagged or replied; contract §8)."""
+
+
+class RateDefinition(msgspec.Struct, frozen=True, kw_only=True):
+    """What one rate divides: both counts are of distinct enrollments."""
+
+    numerator: CountRule
+    denominator: CountRule
+    description: str
+
+
+class ChannelCounts(msgspec.Struct, frozen=True, kw_only=True):
+    """Events per type on one channel, enrollments with at least one of each type, rates."""
+
+    channel: Channel
+    totals: dict[str, int]
+    unique: dict[str, int]
+    rates: Rates
+
+
+class StepCounts(msgspec.Struct, frozen=True, kw_only=True):
+    """One sequence step's funnel; `step_number` is null for events without a step.
+
+    Its rates are over the step's own reach (e-mail sent, delivered or
+    bounced at this step; connections requested at this step).
+    """
+
+    channel: Channel
+    step_number: int | None
+    totals: dict[str, int]
+    unique: dict[str, int]
+    rates: Rates
+    human: HumanEngagement | None
+    """E-mail steps only (null on LinkedIn steps)."""
+
+
+class ProviderTotals(msgspec.Struct, frozen=True, kw_only=True):
+    """Events per type that came through one provider, and rates over its own reach."""
+
+    provider: Provider
+    totals: dict[str, int]
+    unique: dict[str, int]
+    rates: Rates
+
+
+class DayTotals(msgspec.Struct, frozen=True, kw_only=True):
+    """Events per type on one day of the answer's time zone (`tz`)."""
+
+    day: date
+    totals: dict[str, int]
+    human: HumanEngagement
+    """Human engagement, and the e-mail reach, among that day's events."""
 
 
 class Performance(msgspec.Struct, frozen=True, kw_only=True):
@@ -250,17 +317,44 @@ class Performance(msgspec.Struct, frozen=True, kw_only=True):
     instance_id: UUID
     from_: datetime | None = msgspec.field(name="from")
     to: datetime | None
+    tz: str
+    """The IANA time zone of `daily` and of dates given as `from`/`to`."""
     enrolled: int
     """Enrollments of the instance (with a range: those enrolled in it)."""
     totals: dict[str, int]
     """Events per type."""
     unique: dict[str, int]
-    """Enrollments with at least one event of each type."""
+    """Enrollments with at least one event of each type (either channel)."""
+    reach: Reach
     rates: Rates
+    rate_definitions: dict[str, RateDefinition]
+    human: HumanEngagement
+    """What people did: opens and clicks without a machine flag (contract §8)."""
     by_channel: list[ChannelCounts]
     by_provider: list[ProviderTotals]
     by_step: list[StepCounts]
     daily: list[DayTotals]
+
+
+class SilentProvider(msgspec.Struct, frozen=True, kw_only=True):
+    """An active instance's provider that has sent no event for longer than allowed."""
+
+    kind: Literal["silent_provider"] = "silent_provider"
+    instance_id: UUID
+    instance_name: str
+    provider: Provider
+    silent_since: datetime
+    """The provider's last event for the instance, or when the instance started."""
+    last_event_at: datetime | None
+    """Null when the provider never sent an event for the instance."""
+    silence_after_hours: float
+    """The instance's `settings.silence_after_hours` (24 when unset)."""
+
+
+class AlertList(msgspec.Struct, frozen=True, kw_only=True):
+    """Everything that needs a look now, longest silence first."""
+
+    items: list[SilentProvider]
 
 
 class Event(msgspec.Struct, frozen=True, kw_only=True):
@@ -453,9 +547,10 @@ ProviderConfig = Annotated[
     dict[str, Any],
     Meta(
         description="The instance's providers and their campaign keys: `email_provider`"
-        " (lemlist, postmark), `linkedin_provider` (lemlist, phantombuster),"
-        " `lemlist_campaign_id`, `postmark_tag`, `phantombuster_agent_id` or a list"
-        " `phantombuster_agent_ids`. Other keys are kept as given."
+        " (lemlist, postmark), `linkedin_provider` (lemlist, phantombuster), and each"
+        " provider's campaign key alone or as a list: `lemlist_campaign_id` /"
+        " `lemlist_campaign_ids`, `postmark_tag` / `postmark_tags` (e.g. one tag per step),"
+        " `phantombuster_agent_id` / `phantombuster_agent_ids`. Other keys are kept as given."
     ),
 ]
 
@@ -504,22 +599,29 @@ class ProviderKeys(msgspec.Struct, frozen=True, kw_only=True):
     email_provider: Literal["lemlist", "postmark"] | UnsetType = UNSET
     linkedin_provider: Literal["lemlist", "phantombuster"] | UnsetType = UNSET
     lemlist_campaign_id: CampaignKey | UnsetType = UNSET
+    lemlist_campaign_ids: list[CampaignKey] | UnsetType = UNSET
     postmark_tag: CampaignKey | UnsetType = UNSET
+    postmark_tags: list[CampaignKey] | UnsetType = UNSET
     phantombuster_agent_id: AgentId | UnsetType = UNSET
     phantombuster_agent_ids: list[AgentId] | UnsetType = UNSET
 
     def campaign_keys(self) -> list[tuple[Provider, str]]:
-        """(provider, key) pairs that attach webhooks, as ingestion compares them (text)."""
-        keys: list[tuple[Provider, str]] = []
-        if self.lemlist_campaign_id is not UNSET:
-            keys.append(("lemlist", self.lemlist_campaign_id))
-        if self.postmark_tag is not UNSET:
-            keys.append(("postmark", self.postmark_tag))
-        agents = [] if self.phantombuster_agent_id is UNSET else [self.phantombuster_agent_id]
-        if self.phantombuster_agent_ids is not UNSET:
-            agents += self.phantombuster_agent_ids
-        keys += [("phantombuster", str(agent)) for agent in dict.fromkeys(agents)]
-        return keys
+        """(provider, key) pairs that attach webhooks, as ingestion compares them (text).
+
+        Each provider's key alone and its list together, once each: what
+        `config_campaign_keys()` (gateway/db/functions.sql) reads.
+        """
+        given: list[tuple[Provider, str | int | UnsetType, list[str] | list[AgentId] | UnsetType]]
+        given = [
+            ("lemlist", self.lemlist_campaign_id, self.lemlist_campaign_ids),
+            ("postmark", self.postmark_tag, self.postmark_tags),
+            ("phantombuster", self.phantombuster_agent_id, self.phantombuster_agent_ids),
+        ]
+        keys: dict[tuple[Provider, str], None] = {}
+        for provider, one, many in given:
+            values = ([] if one is UNSET else [one]) + ([] if many is UNSET else list(many))
+            keys.update(dict.fromkeys((provider, str(value)) for value in values))
+        return list(keys)
 
 
 class InstanceIn(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):

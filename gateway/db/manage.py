@@ -176,10 +176,16 @@ class ContactRow(NamedTuple):
     metadata: dict[str, Any]
 
 
+async def instance_status(conn: Connection, instance_id: UUID) -> str | None:
+    """The instance's status, kept from deletion until commit; None when absent."""
+    status: str | None = await conn.fetchval(MANAGE["instance_status"], instance_id)
+    return status
+
+
 async def enroll_contacts(
     conn: Connection, instance_id: UUID, contacts: list[ContactRow]
 ) -> tuple[set[UUID], list[Record]]:
-    """Enroll the contacts not enrolled yet.
+    """Enroll the contacts not enrolled yet, and count them into the instance.
 
     Returns the ids created now and, per contact in order, its enrollment
     (id, contact_email, linkedin_url), new or found.
@@ -187,6 +193,8 @@ async def enroll_contacts(
     columns = _columns(contacts, len(ContactRow._fields))
     created = await conn.fetch(MANAGE["enroll_contacts"], instance_id, *columns)
     found: list[Record] = await conn.fetch(MANAGE["find_contacts"], instance_id, *columns[:2])
+    if created:
+        await conn.execute(MANAGE["count_enrolled"], instance_id, len(created))
     return {row["id"] for row in created}, found
 
 

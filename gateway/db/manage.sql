@@ -89,25 +89,12 @@ SELECT pg_advisory_xact_lock(hashtextextended('gateway: campaign key mappings', 
 
 -- name: mapping_conflict
 -- The oldest active or paused instance, other than $1, that maps one of the
--- (provider, key) pairs: compared as ingestion compares them (the SQL
--- function resolve_targets, migration 0005).
-WITH wanted AS (
-    SELECT * FROM unnest($2::text[], $3::text[]) AS w (provider, key)
-)
-SELECT i.id, i.name, w.provider, w.key
-FROM campaign_instances i
-JOIN wanted w ON (
-       (w.provider = 'lemlist' AND i.provider_config ->> 'lemlist_campaign_id' = w.key)
-    OR (w.provider = 'postmark' AND i.provider_config ->> 'postmark_tag' = w.key)
-    OR (w.provider = 'phantombuster' AND (
-          i.provider_config ->> 'phantombuster_agent_id' = w.key
-          OR EXISTS (
-              SELECT 1
-              FROM jsonb_array_elements_text(
-                  CASE WHEN jsonb_typeof(i.provider_config -> 'phantombuster_agent_ids') = 'array'
-                       THEN i.provider_config -> 'phantombuster_agent_ids' END) AS a (agent_id)
-              WHERE a.agent_id = w.key)))
-)
+-- (provider, key) pairs, single or listed: instance_keys holds them as
+-- ingestion resolves them (migration 0007).
+SELECT i.id, i.name, k.provider, k.campaign_key AS key
+FROM unnest($2::text[], $3::text[]) AS w (provider, key)
+JOIN instance_keys k ON k.provider = w.provider AND k.campaign_key = w.key
+JOIN campaign_instances i ON i.id = k.instance_id
 WHERE i.status IN ('active', 'paused')
   AND i.id IS DISTINCT FROM $1::uuid
 ORDER BY i.created_at, i.id
@@ -120,9 +107,9 @@ VALUES ($1, $2, $3, $4, $5, CASE WHEN $3 = 'active' THEN now() END)
 RETURNING id;
 
 -- name: lock_instance
--- The instance row, locked as ingestion locks it (FOR NO KEY UPDATE) before
--- counting into it: a status change, a mapping change or an enrollment batch
--- then waits for the webhooks being counted, or they wait for it.
+-- The instance row, locked as ingestion locks it (FOR NO KEY UPDATE) to count
+-- into it: a status or mapping change then waits for the webhooks being
+-- counted, or they wait for it.
 SELECT id, status, provider_config, settings
 FROM campaign_instances
 WHERE id = $1
@@ -148,6 +135,16 @@ SET name = coalesce($2, name),
         WHEN $3 = 'completed' AND status <> 'completed' THEN now()
         ELSE completed_at END
 WHERE id = $1;
+
+-- name: instance_status
+-- Whether the instance takes contacts; the key-share lock keeps it from
+-- being deleted meanwhile, without waiting for the webhooks counting into it.
+SELECT status FROM campaign_instances WHERE id = $1 FOR KEY SHARE;
+
+-- name: count_enrolled
+-- Enrollments made through the API count like those ingestion makes: added
+-- to the instance as its transaction's last step.
+SELECT apply_counter_deltas(ARRAY[$1::uuid], ARRAY[$2::integer], '{0}', '{0}', '{0}', '{0}');
 
 -- name: enroll_contacts
 -- New enrollments for contacts not enrolled yet: a contact whose email (any
@@ -192,10 +189,8 @@ ORDER BY c.n;
 -- name: unmatched_deliveries
 -- The raw deliveries that own events still without a campaign instance and
 -- carrying one of the keys, in (received_at, id) order after a keyset
--- cursor, with the columns reprocessing reads. The key of an unmatched
--- event is where its parser put it: lemlist's campaignId in metadata
--- `campaign_id`, Postmark's Tag in `tag`, PhantomBuster's agentId first in
--- provider_event_id (`{agentId}:{action}:…`).
+-- cursor, with the columns reprocessing reads: one probe of
+-- idx_campaign_events_unmatched_key per provider and key.
 SELECT w.id, w.provider, w.received_at, w.body, w.body_size, w.headers, w.query, w.status,
        w.cause, w.events_written, w.duplicates, w.fetched_body, w.fetched_from
 FROM webhook_deliveries w
@@ -204,10 +199,9 @@ WHERE w.id IN (
         FROM campaign_events e
         WHERE e.enrollment_id IS NULL
           AND e.instance_id IS NULL
-          AND ((e.provider = 'lemlist' AND e.metadata ->> 'campaign_id' = ANY ($1::text[]))
-            OR (e.provider = 'postmark' AND e.metadata ->> 'tag' = ANY ($2::text[]))
-            OR (e.provider = 'phantombuster'
-                AND split_part(e.provider_event_id, ':', 1) = ANY ($3::text[]))))
+          AND ((e.provider = 'lemlist' AND e.campaign_key = ANY ($1::text[]))
+            OR (e.provider = 'postmark' AND e.campaign_key = ANY ($2::text[]))
+            OR (e.provider = 'phantombuster' AND e.campaign_key = ANY ($3::text[]))))
   AND (w.received_at, w.id) > (coalesce($4::timestamptz, '-infinity'),
                                coalesce($5::uuid, '00000000-0000-0000-0000-000000000000'))
 ORDER BY w.received_at, w.id
@@ -219,7 +213,6 @@ SELECT count(*)
 FROM campaign_events e
 WHERE e.enrollment_id IS NULL
   AND e.instance_id IS NULL
-  AND ((e.provider = 'lemlist' AND e.metadata ->> 'campaign_id' = ANY ($1::text[]))
-    OR (e.provider = 'postmark' AND e.metadata ->> 'tag' = ANY ($2::text[]))
-    OR (e.provider = 'phantombuster'
-        AND split_part(e.provider_event_id, ':', 1) = ANY ($3::text[])));
+  AND ((e.provider = 'lemlist' AND e.campaign_key = ANY ($1::text[]))
+    OR (e.provider = 'postmark' AND e.campaign_key = ANY ($2::text[]))
+    OR (e.provider = 'phantombuster' AND e.campaign_key = ANY ($3::text[])));

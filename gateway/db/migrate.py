@@ -1,14 +1,21 @@
-"""yoyo migrations: plain SQL files, each with a rollback.
+"""yoyo migrations (plain SQL files, each with a rollback) and the write path's functions.
 
-An installed wheel carries them as `gateway/_migrations`; a checkout (or an
-editable install) reads the top-level `migrations/` folder.
+An installed wheel carries the migrations as `gateway/_migrations`; a checkout
+(or an editable install) reads the top-level `migrations/` folder. The
+functions in `functions.sql` are not versioned by yoyo: the file is their one
+current source and is applied (CREATE OR REPLACE) before the migrations, so a
+migration can call them, and again after, so none that a migration dropped is
+missing.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
+import psycopg
 from yoyo import get_backend, read_migrations
+
+FUNCTIONS = Path(__file__).with_name("functions.sql")
 
 
 def migrations_dir() -> Path:
@@ -28,13 +35,22 @@ def yoyo_url(database_url: str) -> str:
     return f"postgresql+psycopg://{rest}"
 
 
+def apply_functions(database_url: str) -> None:
+    """(Re)create the write path's functions, in one transaction."""
+    with psycopg.connect(database_url) as conn:
+        conn.execute(FUNCTIONS.read_bytes())
+
+
 def apply_migrations(database_url: str) -> list[str]:
     """Apply every pending migration under yoyo's lock; safe to run twice or concurrently."""
     backend = get_backend(yoyo_url(database_url))
     migrations = read_migrations(str(migrations_dir()))
     with backend.lock():
         pending = backend.to_apply(migrations)
-        backend.apply_migrations(pending)
+        apply_functions(database_url)
+        if pending:
+            backend.apply_migrations(pending)
+            apply_functions(database_url)
     return [m.id for m in pending]
 
 

@@ -33,8 +33,10 @@ def sql(name: str) -> str:
 
 
 class EventArgs(NamedTuple):
-    """One event of a batch, in the parameter order of `ingest_batch`."""
+    """One event of a batch, in the parameter order of `write_batch`."""
 
+    id: UUID
+    """The event's row id, if it is new (time-ordered: see `gateway.ids`)."""
     provider: str
     provider_event_id: str
     campaign_key: str | None
@@ -53,7 +55,7 @@ class EventArgs(NamedTuple):
 
 
 class DeliveryArgs(NamedTuple):
-    """One raw delivery of a batch, in the parameter order of `ingest_batch`."""
+    """One raw delivery of a batch, in the parameter order of `write_batch`."""
 
     id: UUID
     provider: str
@@ -72,7 +74,7 @@ class DeliveryArgs(NamedTuple):
 
 
 class BatchOutcome(NamedTuple):
-    """What `ingest_batch` made of one delivery."""
+    """What `write_batch` made of one delivery."""
 
     delivery_id: UUID
     status: str
@@ -81,7 +83,7 @@ class BatchOutcome(NamedTuple):
     cause: str | None
 
 
-async def ingest_batch(
+async def write_batch(
     conn: Connection, events: list[EventArgs], deliveries: list[DeliveryArgs], *, store: bool
 ) -> list[BatchOutcome]:
     """Write events and deliveries in one statement (its own transaction outside one)."""
@@ -89,7 +91,7 @@ async def ingest_batch(
     delivery_columns = [list(c) for c in zip(*deliveries, strict=True)] or [[]] * len(
         DeliveryArgs._fields
     )
-    rows = await conn.fetch(sql("ingest_batch"), *event_columns, *delivery_columns, store)
+    rows = await conn.fetch(sql("write_batch"), *event_columns, *delivery_columns, store)
     return [BatchOutcome(*row) for row in rows]
 
 

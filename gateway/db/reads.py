@@ -88,25 +88,33 @@ async def performance_enrolled(
     return None if row is None else int(row["enrolled"])
 
 
-async def performance_firsts(conn: Connection, instance_id: UUID) -> dict[str, int]:
-    """Enrollments with at least one event of each type, all time (the counters' rollup)."""
-    rows = await conn.fetch(READS["performance_firsts"], instance_id)
-    return {r["event_type"]: r["enrollments"] for r in rows}
-
-
 async def performance_funnel(
     conn: Connection, instance_id: UUID, period: TimeRange
 ) -> list[Record]:
-    """Events and distinct enrollments: overall, per channel, per channel and step."""
+    """Events and distinct enrollments: overall, per channel, per step, per provider."""
     rows: list[Record] = await conn.fetch(READS["performance_funnel"], instance_id, *period)
     return rows
 
 
 async def performance_totals(
-    conn: Connection, instance_id: UUID, period: TimeRange
+    conn: Connection, instance_id: UUID, period: TimeRange, zone: str
 ) -> list[Record]:
-    """Events per provider and per UTC day (provider NULL on day rows)."""
-    rows: list[Record] = await conn.fetch(READS["performance_totals"], instance_id, *period)
+    """Events per day in `zone`."""
+    rows: list[Record] = await conn.fetch(READS["performance_totals"], instance_id, *period, zone)
+    return rows
+
+
+async def instance_timezone(conn: Connection, instance_id: UUID) -> tuple[bool, str | None]:
+    """Whether the instance exists, and its `settings.timezone` when that is a string."""
+    row = await conn.fetchrow(READS["instance_timezone"], instance_id)
+    return (False, None) if row is None else (True, row["timezone"])
+
+
+async def performance_human(
+    conn: Connection, instance_id: UUID, period: TimeRange, zone: str
+) -> list[Record]:
+    """Human opens and clicks and the e-mail reach: overall, per step, per day, per provider."""
+    rows: list[Record] = await conn.fetch(READS["performance_human"], instance_id, *period, zone)
     return rows
 
 
@@ -315,4 +323,24 @@ async def list_enrollments(
         *(after or (None, None)),
         limit,
     )
+    return rows
+
+
+async def provider_last_delivery(
+    conn: Connection, providers: tuple[str, ...]
+) -> dict[str, datetime | None]:
+    """When each provider's newest non-rejected delivery arrived (None: none stored)."""
+    rows = await conn.fetch(READS["provider_last_delivery"], list(providers))
+    return {r["provider"]: r["last_at"] for r in rows}
+
+
+async def delivery_backlog(conn: Connection, statuses: tuple[str, ...]) -> dict[str, int]:
+    """Stored deliveries in each of these statuses."""
+    rows = await conn.fetch(READS["delivery_backlog"], list(statuses))
+    return {r["status"]: r["deliveries"] for r in rows}
+
+
+async def silent_instances(conn: Connection) -> list[Record]:
+    """Active instances' providers silent longer than the instance allows, longest first."""
+    rows: list[Record] = await conn.fetch(READS["silent_instances"])
     return rows

@@ -73,22 +73,81 @@ SELECT (SELECT count(*)
 FROM campaign_instances i
 WHERE i.id = $1;
 
--- name: performance_firsts
--- Enrollments with at least one event of each type, from the exact rollup that
--- also moves the instance counters (migration 0003): `unique` without a range.
-SELECT event_type, count(*) AS enrollments
-FROM enrollment_event_firsts
-WHERE instance_id = $1
-GROUP BY event_type;
+-- name: instance_timezone
+-- The instance's own time zone (settings.timezone), the default of `daily`;
+-- no row when the instance does not exist.
+SELECT CASE WHEN jsonb_typeof(settings -> 'timezone') = 'string'
+            THEN settings ->> 'timezone' END AS timezone
+FROM campaign_instances
+WHERE id = $1;
+
+-- name: performance_human
+-- Human engagement (contract §8) and the e-mail reach (the denominator of every
+-- e-mail rate), among the instance's e-mail events in [$2, $3): overall, per
+-- step, per day in time zone $4 and per provider. Reach: enrollments with an
+-- e-mail sent, delivered or bounced event.
+-- Human clicks: without metadata.machine. Human opens: without it, or any open
+-- of an enrollment that clicked unflagged or replied (by e-mail) in the range.
+-- The events come from the covering index; which opens and clicks carry a
+-- machine flag is a second range over the same instance, read from the partial
+-- index on flagged opens and clicks where it exists (index-only, like the
+-- rest), else from the rows. grouping_id (a bit set for each of step 4, day 2,
+-- provider 1 NOT grouped on): 7 overall, 3 per step, 5 per day, 6 per provider.
+WITH e AS (
+    SELECT id, enrollment_id, event_type, step_number, provider,
+           (timestamp AT TIME ZONE $4::text)::date AS day
+    FROM campaign_events
+    WHERE instance_id = $1
+      AND channel = 'email'
+      AND event_type IN ('sent', 'delivered', 'bounced', 'opened', 'clicked', 'replied')
+      AND timestamp >= coalesce($2::timestamptz, '-infinity')
+      AND timestamp < coalesce($3::timestamptz, 'infinity')
+),
+flagged AS (
+    SELECT id
+    FROM campaign_events
+    WHERE instance_id = $1
+      AND event_type IN ('opened', 'clicked')
+      AND metadata ? 'machine'
+      AND timestamp >= coalesce($2::timestamptz, '-infinity')
+      AND timestamp < coalesce($3::timestamptz, 'infinity')
+),
+marked AS (
+    SELECT e.enrollment_id, e.event_type, e.step_number, e.provider, e.day,
+           f.id IS NOT NULL AS machine
+    FROM e
+    LEFT JOIN flagged f ON f.id = e.id
+),
+vouched AS (
+    SELECT DISTINCT enrollment_id
+    FROM marked
+    WHERE event_type = 'replied' OR (event_type = 'clicked' AND NOT machine)
+),
+counted AS (
+    SELECT m.enrollment_id, m.step_number, m.day, m.provider,
+           CASE WHEN m.event_type IN ('sent', 'delivered', 'bounced') THEN 'reach'
+                ELSE m.event_type END AS measure
+    FROM marked m
+    LEFT JOIN vouched v ON v.enrollment_id = m.enrollment_id
+    WHERE m.event_type IN ('sent', 'delivered', 'bounced')
+       OR (m.event_type = 'clicked' AND NOT m.machine)
+       OR (m.event_type = 'opened' AND (NOT m.machine OR v.enrollment_id IS NOT NULL))
+)
+SELECT grouping(step_number, day, provider) AS grouping_id, step_number, day, provider,
+       measure, count(DISTINCT enrollment_id) AS enrollments
+FROM counted
+GROUP BY GROUPING SETS ((measure), (step_number, measure), (day, measure), (provider, measure));
 
 -- name: performance_funnel
 -- Events of one instance in [$2, $3) (NULL: unbounded), counted, and counted
--- by distinct enrollment, overall, per channel and per channel and step: one
--- sort feeds all three sets. grouping_id tells them apart (bit set = column
--- not grouped; channel 2, step 1): 3 overall, 1 per channel, 0 per step.
--- Reads only idx_campaign_events_instance_time, which INCLUDEs every column.
-SELECT grouping(e.channel, e.step_number) AS grouping_id,
-       e.channel, e.step_number, e.event_type,
+-- by distinct enrollment, overall, per channel, per channel and step, per
+-- provider, and per provider and channel. grouping_id tells the sets apart (a
+-- bit is set for each of channel 4, step 2, provider 1 that is NOT grouped
+-- on): 7 overall, 3 per channel, 1 per step, 6 per provider, 2 per provider
+-- and channel. Reads only
+-- idx_campaign_events_instance_time, which INCLUDEs every column.
+SELECT grouping(e.channel, e.step_number, e.provider) AS grouping_id,
+       e.channel, e.step_number, e.provider, e.event_type,
        count(*) AS total,
        count(DISTINCT e.enrollment_id) AS enrollments
 FROM campaign_events e
@@ -98,21 +157,20 @@ WHERE e.instance_id = $1
 GROUP BY GROUPING SETS (
     (e.event_type),
     (e.channel, e.event_type),
-    (e.channel, e.step_number, e.event_type)
+    (e.channel, e.step_number, e.event_type),
+    (e.provider, e.event_type),
+    (e.provider, e.channel, e.event_type)
 );
 
 -- name: performance_totals
--- The same events counted per provider and per UTC day (hash aggregates: no
--- distinct count here, so no sort). A NULL provider marks a day row.
-SELECT e.provider, e.day, e.event_type, count(*) AS total
-FROM (
-    SELECT provider, event_type, (timestamp AT TIME ZONE 'UTC')::date AS day
-    FROM campaign_events
-    WHERE instance_id = $1
-      AND timestamp >= coalesce($2::timestamptz, '-infinity')
-      AND timestamp < coalesce($3::timestamptz, 'infinity')
-) e
-GROUP BY GROUPING SETS ((e.provider, e.event_type), (e.day, e.event_type));
+-- The same events counted per day in time zone $4 (a hash aggregate: no
+-- distinct count here, so no sort).
+SELECT (timestamp AT TIME ZONE $4::text)::date AS day, event_type, count(*) AS total
+FROM campaign_events
+WHERE instance_id = $1
+  AND timestamp >= coalesce($2::timestamptz, '-infinity')
+  AND timestamp < coalesce($3::timestamptz, 'infinity')
+GROUP BY 1, 2;
 
 -- name: list_events
 -- A page of events; gateway/db/reads.py appends the filters and the keyset
@@ -249,3 +307,68 @@ WHERE e.enrollment_id IS NULL
   AND ($1::text[] IS NULL OR e.provider = ANY ($1))
 GROUP BY e.provider, e.campaign_key
 ORDER BY max(e.timestamp) DESC, e.provider, e.campaign_key;
+
+-- name: provider_last_delivery
+-- Freshness for /metrics: per provider, when its newest stored delivery that was
+-- not rejected arrived (NULL: none). One backward step of
+-- idx_webhook_deliveries_provider_received per provider (status checked on the
+-- rows it passes), whatever the table's size.
+SELECT p.provider,
+       (SELECT w.received_at
+        FROM webhook_deliveries w
+        WHERE w.provider = p.provider AND w.status <> 'rejected'
+        ORDER BY w.received_at DESC, w.id DESC
+        LIMIT 1) AS last_at
+FROM unnest($1::text[]) AS p (provider);
+
+-- name: delivery_backlog
+-- Stored deliveries per status (pending, rejected, unmatched) for /metrics: an
+-- index-only count over idx_webhook_deliveries_status_received per status, so
+-- it costs in proportion to the rows in those statuses, not to the table.
+SELECT s.status,
+       (SELECT count(*) FROM webhook_deliveries w WHERE w.status = s.status) AS deliveries
+FROM unnest($1::text[]) AS s (status);
+
+-- name: silent_instances
+-- GET /api/alerts: active instances whose providers have sent no event for
+-- longer than the instance's settings.silence_after_hours (default 24; a value
+-- that is not a positive number counts as the default). One row per instance
+-- and provider it uses (a campaign key for it, or email_provider /
+-- linkedin_provider naming it); silent since its last event, or since the
+-- instance started when none came yet. A provider's last event is a backward
+-- walk of idx_campaign_events_instance_time (provider is INCLUDEd there).
+WITH active AS (
+    SELECT i.id, i.name, coalesce(i.started_at, i.created_at) AS started_at, i.provider_config AS pc,
+           CASE WHEN jsonb_typeof(i.settings -> 'silence_after_hours') = 'number'
+                     AND (i.settings ->> 'silence_after_hours')::float8 > 0
+                THEN least((i.settings ->> 'silence_after_hours')::float8, 876000)
+                ELSE 24 END AS hours
+    FROM campaign_instances i
+    WHERE i.status = 'active'
+),
+used AS (
+    SELECT a.id, a.name, a.started_at, a.hours, p.provider
+    FROM active a
+    CROSS JOIN LATERAL (VALUES
+        ('lemlist', a.pc ?| ARRAY['lemlist_campaign_id', 'lemlist_campaign_ids']),
+        ('postmark', a.pc ?| ARRAY['postmark_tag', 'postmark_tags']),
+        ('phantombuster', a.pc ?| ARRAY['phantombuster_agent_id', 'phantombuster_agent_ids'])
+    ) AS p (provider, keyed)
+    WHERE p.keyed
+       OR a.pc ->> 'email_provider' = p.provider
+       OR a.pc ->> 'linkedin_provider' = p.provider
+),
+last AS (
+    SELECT u.*,
+           (SELECT e.timestamp
+            FROM campaign_events e
+            WHERE e.instance_id = u.id AND e.provider = u.provider
+            ORDER BY e.timestamp DESC
+            LIMIT 1) AS last_event_at
+    FROM used u
+)
+SELECT id AS instance_id, name AS instance_name, provider, last_event_at,
+       coalesce(last_event_at, started_at) AS silent_since, hours AS silence_after_hours
+FROM last
+WHERE coalesce(last_event_at, started_at) < now() - make_interval(secs => hours * 3600)
+ORDER BY silent_since, instance_name, provider;

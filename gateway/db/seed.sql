@@ -8,9 +8,9 @@
 -- tag, PhantomBuster agents) are the seed's own, different from the example
 -- payloads, so posting those examples never moves the seeded counters.
 --
--- The counter triggers of migration 0003 move total_* while enrollments and events
--- are inserted (and record enrollment_event_firsts, so a later webhook for a seeded
--- enrollment does not count twice); the last statement sets the seed's baseline.
+-- The seeded enrollments' state is then derived from their events
+-- (refresh_enrollments(), so a later webhook for a seeded enrollment does not
+-- count twice), and the last statement sets the seed's baseline counters.
 
 INSERT INTO campaign_templates
     (id, name, description, type, path_type, settings, is_active, created_by, created_at, updated_at)
@@ -232,8 +232,12 @@ VALUES
      '{"container_id": "8813402957738902", "agent_name": "SaaS DM EMEA - Message Sender", "script": "LinkedIn Message Sender.js", "profile_url": "https://www.linkedin.com/in/elena-garcia-example/", "message": "Thanks for connecting, Elena. We recently helped a SaaS company of LumenCloud''s size trim 18% of its tool spend. Open to comparing notes?"}')
 ON CONFLICT DO NOTHING;
 
--- The seed's baseline counters (the design's "metrics populated"), replacing what the
--- triggers counted for the three sample enrollments. Later ingestion adds to these.
+SELECT refresh_enrollments(ARRAY[
+    '5eed0005-0000-4000-8000-000000000001', '5eed0005-0000-4000-8000-000000000002',
+    '5eed0005-0000-4000-8000-000000000003']::uuid[]);
+
+-- The seed's baseline counters (the design's "metrics populated"). Later
+-- ingestion adds to these.
 UPDATE campaign_instances AS i
 SET total_enrolled = b.enrolled,
     total_sent = b.sent,

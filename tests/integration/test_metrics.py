@@ -106,3 +106,36 @@ def test_embedded_is_a_socket_under_the_data_dir(tmp_path: Path) -> None:
     assert not is_embedded(Settings(database_url=socket_url, data_dir=tmp_path / "elsewhere"))
     tcp = "postgresql://user:pw@db.example.com:5432/outreach"
     assert not is_embedded(Settings(database_url=tcp, data_dir=data))
+
+
+async def test_freshness_and_backlog_come_from_the_database(client: Client, clean_db: Pool) -> None:
+    text = (await client.get("/metrics")).text
+    assert (
+        "gateway_provider_last_event_timestamp_seconds",
+        frozenset({("provider", "lemlist")}),
+    ) not in samples(text)
+    assert value(text, "gateway_deliveries", status="unmatched") == 0
+    assert value(text, "gateway_ingest_queue_depth") == 0
+
+    unmatched = json.loads(fixture_body("lemlist", "emailsClicked.json")) | {"campaignId": "nope"}
+    await post_webhook(client, "lemlist", json.dumps(unmatched).encode())
+    await post_webhook(client, "lemlist", b"[1, 2")  # rejected: no fresher than the last good one
+    await post_webhook(client, "postmark", fixture_body("postmark", "Delivery.json"))
+    newest = await clean_db.fetch(
+        "SELECT provider, max(received_at) AS at FROM webhook_deliveries"
+        " WHERE status <> 'rejected' GROUP BY provider"
+    )
+    # Deliveries another process stored count as well: the figures are the database's.
+    await clean_db.execute(
+        "INSERT INTO webhook_deliveries (provider, received_at, body, body_size, status)"
+        " VALUES ('phantombuster', '2025-03-10T15:00:00Z', '\\x7b7d', 2, 'pending')"
+    )
+
+    text = (await client.get("/metrics")).text
+    last = "gateway_provider_last_event_timestamp_seconds"
+    for row in newest:
+        assert value(text, last, provider=row["provider"]) == row["at"].timestamp()
+    assert value(text, last, provider="phantombuster") == 1741618800.0
+    assert value(text, "gateway_deliveries", status="unmatched") == 2  # no instance maps either
+    assert value(text, "gateway_deliveries", status="rejected") == 1
+    assert value(text, "gateway_deliveries", status="pending") == 1

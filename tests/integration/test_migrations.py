@@ -14,6 +14,7 @@ from gateway.db.migrate import apply_migrations, rollback_migrations
 from gateway.db.pool import Pool
 from gateway.db.queries import QUERIES
 from gateway.db.reads import READS
+from gateway.erase import ERASE
 from providers.base import normalize_linkedin_url
 
 CAMPAIGN_TABLES = {
@@ -60,11 +61,11 @@ async def test_at_least_the_seeds_19_indexes(pool: Pool) -> None:
     assert count >= 19
 
 
-NAMED = QUERIES | READS | MANAGE
+NAMED = QUERIES | READS | MANAGE | ERASE
 
 
 def test_query_names_are_unique_across_files() -> None:
-    assert len(NAMED) == len(QUERIES) + len(READS) + len(MANAGE)
+    assert len(NAMED) == len(QUERIES) + len(READS) + len(MANAGE) + len(ERASE)
 
 
 @pytest.mark.parametrize("name", sorted(NAMED))

@@ -18,7 +18,7 @@ from gateway.app import create_app
 from gateway.db.pool import Pool
 from gateway.fetch import ResultFetcher
 from gateway.settings import Settings
-from tests.conftest import PB_API, fixture_body, make_instance, post_webhook
+from tests.conftest import PB_API, fixture_body, make_enrollment, make_instance, post_webhook
 
 Client = AsyncTestClient[Litestar]
 AGENT = "7318204659127734"
@@ -40,10 +40,8 @@ def rows() -> list[dict[str, object]]:
 async def test_run_rows_become_events_and_enrollments(client: Client, clean_db: Pool) -> None:
     instance = await make_instance(clean_db, {"phantombuster_agent_ids": ["1", int(AGENT)]})
     # Dana is enrolled already, with her URL written differently.
-    await clean_db.execute(
-        "INSERT INTO campaign_enrollments (instance_id, linkedin_url) VALUES ($1, $2)",
-        instance,
-        "http://LinkedIn.com/in/dana-whitfield-example?trk=abc",
+    await make_enrollment(
+        clean_db, instance, linkedin_url="http://LinkedIn.com/in/dana-whitfield-example?trk=abc"
     )
     response = await post_webhook(client, "phantombuster", run_body())
     assert response.status_code == 200, response.text

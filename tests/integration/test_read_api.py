@@ -26,7 +26,7 @@ from litestar.testing import AsyncTestClient
 from gateway.db.pool import Pool
 from gateway.db.reads import EventFilter, Key, TimeRange, events_query
 from providers.base import EVENT_TYPES
-from tests.conftest import fixture_body, make_instance, post_webhook
+from tests.conftest import fixture_body, make_enrollment, make_instance, post_webhook
 
 Client = AsyncTestClient[Litestar]
 
@@ -70,6 +70,12 @@ class Sent:
     provider: str
     step: int | None
     at: datetime
+    machine: bool = False
+    """Posted with a proxy's or a scanner's user agent: the static rules flag it."""
+
+
+#: User agents the static machine rules recognize, per Postmark record type.
+MACHINE_USER_AGENTS = {"Open": "Mozilla/5.0", "Click": "python-requests/2.32.3"}
 
 
 @dataclass
@@ -126,6 +132,9 @@ class Traffic:
             body |= {"ID": self.rng.getrandbits(40), "Email": contact, "BouncedAt": _iso(at)}
         else:
             body |= {"Recipient": contact, "DeliveredAt": _iso(at), "ReceivedAt": _iso(at)}
+        machine = record in MACHINE_USER_AGENTS and self.rng.random() < 0.5
+        if machine:
+            body["UserAgent"] = MACHINE_USER_AGENTS[record]
         self.events[("postmark", message)] = Sent(
             self.instance_of("postmark", tag),
             contact,
@@ -134,6 +143,7 @@ class Traffic:
             "postmark",
             step,
             at,
+            machine,
         )
         return await self.post("postmark", json.dumps(body).encode())
 
@@ -172,13 +182,10 @@ def _profile(contact: str) -> str:
 
 
 async def _enroll(pool: Pool, instance_id: uuid.UUID, contact: str, at: datetime) -> None:
+    """Enrolled before any event (as the API enrolls: counted into the instance)."""
+    enrollment_id = await make_enrollment(pool, instance_id, contact, _profile(contact))
     await pool.execute(
-        "INSERT INTO campaign_enrollments (instance_id, contact_email, linkedin_url, enrolled_at)"
-        " VALUES ($1, $2, $3, $4)",
-        instance_id,
-        contact,
-        _profile(contact),
-        at,
+        "UPDATE campaign_enrollments SET enrolled_at = $2 WHERE id = $1", enrollment_id, at
     )
 
 
@@ -325,10 +332,69 @@ def expected_performance(
         return {t: len(c) for t, c in contacts.items()}
 
     overall = unique(events, ALL_TYPES)
+    # Each channel's reach: the denominators, counted from the events again.
+    email_reach_types = {"sent", "delivered", "bounced"}
 
-    def rate(part: str, whole: str) -> float | None:
-        return overall[part] / overall[whole] if overall[whole] else None
+    def reach(subset: list[Sent]) -> int:
+        return len(
+            {
+                e.contact
+                for e in subset
+                if e.channel == "email" and e.event_type in email_reach_types
+            }
+        )
 
+    # Human engagement: an open is a person's when unflagged, or when the contact
+    # clicked unflagged or replied by e-mail anywhere in the range.
+    email = [e for e in events if e.channel == "email"]
+    vouched = {
+        e.contact
+        for e in email
+        if e.event_type == "replied" or (e.event_type == "clicked" and not e.machine)
+    }
+
+    def human(subset: Iterable[Sent]) -> dict[str, Any]:
+        chosen = [e for e in subset if e.channel == "email"]
+        reach = {e.contact for e in chosen if e.event_type in ("sent", "delivered", "bounced")}
+        opened = {
+            e.contact
+            for e in chosen
+            if e.event_type == "opened" and (not e.machine or e.contact in vouched)
+        }
+        clicked = {e.contact for e in chosen if e.event_type == "clicked" and not e.machine}
+        return {
+            "unique": {"opened": len(opened), "clicked": len(clicked)},
+            "email_reach": len(reach),
+            "human_open_rate": len(opened) / len(reach) if reach else None,
+            "human_click_rate": len(clicked) / len(reach) if reach else None,
+        }
+
+    def rates(
+        subset: list[Sent], channels: tuple[str, ...] = ("email", "linkedin")
+    ) -> dict[str, float | None]:
+        email = unique([e for e in subset if e.channel == "email"], ALL_TYPES)
+        linkedin = unique([e for e in subset if e.channel == "linkedin"], ALL_TYPES)
+        whole = reach(subset)
+
+        def over_reach(part: str) -> float | None:
+            return email[part] / whole if whole and "email" in channels else None
+
+        requested = linkedin["connection_requested"]
+        return {
+            "delivery_rate": over_reach("delivered"),
+            "open_rate": over_reach("opened"),
+            "click_rate": over_reach("clicked"),
+            "reply_rate": over_reach("replied"),
+            "bounce_rate": over_reach("bounced"),
+            "unsubscribe_rate": over_reach("unsubscribed"),
+            "connection_accept_rate": linkedin["connection_accepted"] / requested
+            if requested and "linkedin" in channels
+            else None,
+            "human_open_rate": human(subset)["human_open_rate"] if "email" in channels else None,
+            "human_click_rate": human(subset)["human_click_rate"] if "email" in channels else None,
+        }
+
+    people = human(events)
     steps = sorted(
         {(e.channel, e.step) for e in events}, key=lambda k: (k[0], k[1] is None, k[1] or 0)
     )
@@ -340,20 +406,22 @@ def expected_performance(
         "enrolled": enrolled,
         "totals": totals(events, ALL_TYPES),
         "unique": overall,
-        "rates": {
-            "delivery_rate": rate("delivered", "sent"),
-            "open_rate": rate("opened", "sent"),
-            "click_rate": rate("clicked", "sent"),
-            "reply_rate": rate("replied", "sent"),
-            "bounce_rate": rate("bounced", "sent"),
-            "unsubscribe_rate": rate("unsubscribed", "sent"),
-            "connection_accept_rate": rate("connection_accepted", "connection_requested"),
+        "reach": {
+            "email": reach(events),
+            "linkedin": unique([e for e in events if e.channel == "linkedin"], ALL_TYPES)[
+                "connection_requested"
+            ],
         },
+        "rates": rates(events),
+        "rate_definitions": RATE_DEFINITIONS,
+        "human": people,
+        "tz": "UTC",
         "by_channel": [
             {
                 "channel": channel,
                 "totals": totals((e for e in events if e.channel == channel), types),
                 "unique": unique((e for e in events if e.channel == channel), types),
+                "rates": rates([e for e in events if e.channel == channel], (channel,)),
             }
             for channel, types in CHANNEL_TYPES.items()
         ],
@@ -361,6 +429,8 @@ def expected_performance(
             {
                 "provider": provider,
                 "totals": totals((e for e in events if e.provider == provider), ALL_TYPES),
+                "unique": unique([e for e in events if e.provider == provider], ALL_TYPES),
+                "rates": rates([e for e in events if e.provider == provider]),
             }
             for provider in PROVIDERS
         ],
@@ -376,6 +446,11 @@ def expected_performance(
                     (e for e in events if (e.channel, e.step) == (channel, step)),
                     CHANNEL_TYPES[channel],
                 ),
+                # An e-mail step's rates are over the step's own reach.
+                "rates": rates(
+                    [e for e in events if (e.channel, e.step) == (channel, step)], (channel,)
+                ),
+                "human": human(e for e in events if e.step == step) if channel == "email" else None,
             }
             for channel, step in steps
         ],
@@ -383,10 +458,48 @@ def expected_performance(
             {
                 "day": day.isoformat(),
                 "totals": totals((e for e in events if e.at.date() == day), ALL_TYPES),
+                "human": human(e for e in events if e.at.date() == day),
             }
             for day in span
         ],
     }
+
+
+def _rate_definition(
+    channel: str, counted: str, meaning: str, *, human: bool = False
+) -> dict[str, Any]:
+    reach = ["sent", "delivered", "bounced"] if channel == "email" else ["connection_requested"]
+    over = (
+        "with an e-mail sent, delivered or bounced"
+        if channel == "email"
+        else "with a connection requested"
+    )
+    who = (
+        f"where a person {meaning} an e-mail (no privacy proxy or scanner)"
+        if human
+        else (f"that {meaning}")
+    )
+    return {
+        "numerator": {"channel": channel, "event_types": [counted], "human": human},
+        "denominator": {"channel": channel, "event_types": reach, "human": False},
+        "description": f"enrollments {who}, over the enrollments {over}",
+    }
+
+
+RATE_DEFINITIONS = {
+    "delivery_rate": _rate_definition("email", "delivered", "delivered e-mails"),
+    "open_rate": _rate_definition("email", "opened", "opened e-mails"),
+    "click_rate": _rate_definition("email", "clicked", "clicked e-mail links"),
+    "reply_rate": _rate_definition("email", "replied", "replied to an e-mail"),
+    "bounce_rate": _rate_definition("email", "bounced", "bounced e-mails"),
+    "unsubscribe_rate": _rate_definition("email", "unsubscribed", "unsubscribed"),
+    "connection_accept_rate": _rate_definition(
+        "linkedin", "connection_accepted", "accepted a connection"
+    ),
+    "human_open_rate": _rate_definition("email", "opened", "opened", human=True),
+    "human_click_rate": _rate_definition("email", "clicked", "clicked", human=True),
+}
+"""What the answer must say each rate divides (contract §5)."""
 
 
 def _days_between(first: date, last: date) -> list[date]:
@@ -400,6 +513,8 @@ async def world(client: Client, clean_db: Pool) -> World:
 
 async def test_performance_equals_what_was_posted(client: Client, world: World) -> None:
     assert world.traffic.of(None), "the mix must hold unmatched events"
+    flagged = [e for e in world.traffic.events.values() if e.machine and e.instance]
+    assert {e.event_type for e in flagged} == {"opened", "clicked"}, "and machine events"
     for name, instance_id in world.ids.items():
         response = await client.get(f"/api/campaigns/instances/{instance_id}/performance")
         assert response.status_code == 200, response.text

@@ -11,6 +11,7 @@ import uuid
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
+from gateway.db import queries
 from gateway.db.seed import SEED_COUNTS, load_seed
 
 if TYPE_CHECKING:
@@ -60,19 +61,31 @@ async def counters(pool: Pool, instance_id: uuid.UUID) -> tuple[int, ...]:
 async def add_event(
     pool: Pool, enrollment_id: uuid.UUID, instance_id: uuid.UUID, event_type: str
 ) -> None:
-    """One more lemlist email event, as ingestion would write it."""
-    await pool.execute(
-        """
-        INSERT INTO campaign_events (enrollment_id, instance_id, event_type, channel, provider,
-                                     provider_event_id, step_number, timestamp)
-        VALUES ($1, $2, $3, 'email', 'lemlist', $4, 2, $5)
-        """,
-        enrollment_id,
-        instance_id,
-        event_type,
-        f"act_test_{uuid.uuid4().hex}",
-        datetime(2025, 1, 12, 9, 30, tzinfo=UTC),
+    """One more lemlist email event for the enrollment, written as ingestion writes it."""
+    delivery_id = uuid.uuid4()
+    at = datetime(2025, 1, 12, 9, 30, tzinfo=UTC)
+    event = queries.EventArgs(
+        id=uuid.uuid4(),
+        provider="lemlist",
+        provider_event_id=f"act_test_{uuid.uuid4().hex}",
+        campaign_key=None,
+        instance_hint=instance_id,
+        enrollment_hint=enrollment_id,
+        email=None,
+        urls=None,
+        delivery_id=delivery_id,
+        event_type=event_type,
+        channel="email",
+        step_number=2,
+        timestamp=at,
+        metadata={},
     )
+    delivery = queries.DeliveryArgs(
+        delivery_id, "lemlist", at, b"{}", 2, {}, {}, None, None, 1, None, None
+    )
+    async with pool.acquire() as conn:
+        [outcome] = await queries.write_batch(conn, [event], [delivery], store=True)
+    assert (outcome.status, outcome.written) == ("processed", 1)
 
 
 async def test_load_seed_gives_exactly_the_seed_counts(clean_db: Pool) -> None:
@@ -261,16 +274,16 @@ async def test_instances_name_provider_keys_of_their_own(clean_db: Pool) -> None
         }
 
 
-async def test_seeded_firsts_prevent_double_counting(clean_db: Pool) -> None:
+async def test_seeded_state_prevents_double_counting(clean_db: Pool) -> None:
     await seeded(clean_db)
-    firsts = await clean_db.fetchval(
-        "SELECT count(*) FROM enrollment_event_firsts WHERE enrollment_id = ANY($1::uuid[])",
+    masks = await clean_db.fetch(
+        "SELECT e.id, e.event_mask, (SELECT bit_or(event_bit(v.event_type, v.metadata))"
+        " FROM campaign_events v WHERE v.enrollment_id = e.id) AS from_events"
+        " FROM campaign_enrollments e WHERE e.id = ANY($1::uuid[])",
         [COMPLETED_ENROLLMENT, ACTIVE_ENROLLMENT, MULTI_CHANNEL_ENROLLMENT],
     )
-    distinct = await clean_db.fetchval(
-        "SELECT count(DISTINCT (enrollment_id, event_type)) FROM campaign_events"
-    )
-    assert firsts == distinct == 12
+    assert len(masks) == 3
+    assert all(r["event_mask"] == r["from_events"] != 0 for r in masks)
 
     # Sarah Chen has opened already: another open moves nothing.
     await add_event(clean_db, COMPLETED_ENROLLMENT, ACTIVE, "opened")

@@ -59,4 +59,7 @@ def check_parsed(parsed: object) -> None:
         assert event.occurred_at is None or event.occurred_at.utcoffset() is not None
         assert event.step_number is None or -(2**31) <= event.step_number < 2**31
         assert all(url for url in event.linkedin_urls)
+        # Enrollment progression ends an enrollment only on a hard bounce: every bounce says.
+        bounce_class = event.metadata.get("bounce_class")
+        assert bounce_class in (("hard", "soft") if event.event_type == "bounced" else (None,))
     assert not any("\x00" in text for text in strings(msgspec.to_builtins(parsed)))

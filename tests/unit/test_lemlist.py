@@ -86,6 +86,7 @@ EVENT_CASES: dict[str, tuple[str, str, str, str, int, dict[str, Any]]] = {
             "bounce_reason": (
                 "550 5.1.1 The email account that you tried to reach does not exist."
             ),
+            "bounce_class": "hard",
             "variant": "B",
         },
     ),
@@ -224,6 +225,7 @@ def test_event_fixtures(name: str) -> None:
     }
     assert expected.items() <= event.metadata.items()
     assert ("failed_action" in event.metadata) == (event_type == "failed")
+    assert ("bounce_class" in event.metadata) == (event_type == "bounced")
 
 
 IGNORED_FIXTURES = {
@@ -302,6 +304,85 @@ def test_missing_id_without_fallback_parts(missing: str) -> None:
     with pytest.raises(ProviderError) as caught:
         parse(body)
     assert caught.value.field == "$._id"
+
+
+def test_email_stands_in_for_a_missing_lead_email() -> None:
+    body = activity()
+    del body["leadEmail"]
+    body["email"] = DANA
+    assert only_event(parse(body)).contact_email == DANA
+    body["leadEmail"] = "other@example.com"
+    assert only_event(parse(body)).contact_email == "other@example.com"
+
+
+def test_fallback_key_takes_email_only_without_lead_id_and_lead_email() -> None:
+    body = fixture_json(PROVIDER, "emailsSent_without_id.json")
+    del body["leadId"]
+    del body["leadEmail"]
+    body["email"] = "Dana.Whitfield@Northwind-Example.com"
+    event = only_event(parse(body))
+    assert event.provider_event_id == (
+        f"emailsSent:{DANA}:{CAMPAIGN}:stp_Lk7Qw2Nz5Xc8Vb3Md:2025-03-10T14:22:29.114Z"
+    )
+    body["leadEmail"] = "first@example.com"
+    assert only_event(parse(body)).provider_event_id.startswith("emailsSent:first@example.com:")
+
+
+@pytest.mark.parametrize("spelling", ["clickedUrl", "url"])
+def test_other_spellings_of_the_clicked_link(spelling: str) -> None:
+    body = activity("emailsClicked.json")
+    del body["linkUrl"]
+    body[spelling] = "https://example.com/offer"
+    assert only_event(parse(body)).metadata["url"] == "https://example.com/offer"
+    body["linkUrl"] = "https://example.com/documented"
+    assert only_event(parse(body)).metadata["url"] == "https://example.com/documented"
+
+
+def test_a_url_field_means_the_link_only_on_a_click() -> None:
+    event = only_event(parse(activity("linkedinSent.json", url="https://example.com/x")))
+    assert "url" not in event.metadata
+
+
+def test_reason_stands_in_for_the_bounce_reason() -> None:
+    body = activity("emailsBounced.json", reason="hard_bounce")
+    assert only_event(parse(body)).metadata["bounce_reason"].startswith("550 5.1.1")
+    del body["bounceReason"]
+    assert only_event(parse(body)).metadata["bounce_reason"] == "hard_bounce"
+
+
+@pytest.mark.parametrize("name", ["emailsFailed.json", "linkedinSendFailed.json"])
+def test_failure_text_goes_to_error(name: str) -> None:
+    body = activity(name, reason="smtp_error")
+    assert only_event(parse(body)).metadata["error"] == "smtp_error"
+    body["errorMessage"] = "Mailbox disconnected"
+    assert only_event(parse(body)).metadata["error"] == "Mailbox disconnected"
+
+
+def test_failure_text_is_read_only_on_failures() -> None:
+    event = only_event(parse(activity(errorMessage="x", reason="y")))
+    assert "error" not in event.metadata
+    assert "bounce_reason" not in event.metadata
+
+
+@pytest.mark.parametrize("spelling", ["text", "bodyText"])
+def test_other_spellings_of_the_reply_text(spelling: str) -> None:
+    body = activity("emailsReplied.json")
+    del body["text"]
+    body[spelling] = "Sounds good, Thursday?"
+    assert only_event(parse(body)).metadata["reply_preview"].startswith("Hi Alex")
+    del body["messagePreview"]
+    assert only_event(parse(body)).metadata["reply_preview"] == "Sounds good, Thursday?"
+    sent = only_event(parse(activity(**{spelling: "Hello"})))
+    assert "reply_preview" not in sent.metadata
+
+
+def test_other_spellings_of_the_wrong_type_are_dropped_not_rejected() -> None:
+    body = activity("emailsClicked.json", email=5, clickedUrl=[], url={}, reason=1)
+    del body["linkUrl"]
+    del body["leadEmail"]
+    event = only_event(parse(body))
+    assert event.contact_email is None
+    assert "url" not in event.metadata
 
 
 def test_secret_is_never_copied() -> None:

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import hashlib
+import re
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -236,8 +238,10 @@ def bounce(**changes: Any) -> dict[str, Any]:
     return body
 
 
-HARD = ["HardBounce", "BadEmailAddress", "Blocked", "DMARCPolicy", "ManuallyDeactivated"]
-HARD += ["DnsError", "SMTPApiError"]
+# Postmark's descriptions: the address itself cannot take mail.
+HARD = ["HardBounce", "BadEmailAddress", "ManuallyDeactivated", "Unconfirmed"]
+# Temporary, or the sender's content, reputation or DMARC policy: a later step can arrive.
+SOFT = ["Transient", "DnsError", "SoftBounce", "Blocked", "DMARCPolicy"]
 
 
 @pytest.mark.parametrize("bounce_type", HARD)
@@ -246,7 +250,7 @@ def test_hard_bounce_types(bounce_type: str) -> None:
     assert (event.event_type, event.metadata["bounce_class"]) == ("bounced", "hard")
 
 
-@pytest.mark.parametrize("bounce_type", ["SoftBounce", "Transient"])
+@pytest.mark.parametrize("bounce_type", SOFT)
 def test_soft_bounce_types(bounce_type: str) -> None:
     event = only_event(parse(bounce(Type=bounce_type)))
     assert (event.event_type, event.metadata["bounce_class"]) == ("bounced", "soft")
@@ -257,18 +261,20 @@ def test_soft_bounce_types(bounce_type: str) -> None:
     [
         ("Unsubscribe", "unsubscribed"),
         ("SpamComplaint", "spam_complaint"),
+        ("SMTPApiError", "failed"),
         ("TemplateRenderingFailed", "failed"),
     ],
 )
 def test_bounce_types_with_their_own_event(bounce_type: str, event_type: str) -> None:
     event = only_event(parse(bounce(Type=bounce_type)))
     assert event.event_type == event_type
+    assert event.metadata["bounce_type"] == bounce_type
     assert "bounce_class" not in event.metadata
 
 
 IGNORED_BOUNCES = ["AutoResponder", "AddressChange", "Subscribe", "ChallengeVerification"]
 IGNORED_BOUNCES += ["OpenRelayTest", "VirusNotification", "Unknown", "SpamNotification"]
-IGNORED_BOUNCES += ["InboundError", "Unconfirmed", "SomeFutureType", ""]
+IGNORED_BOUNCES += ["InboundError", "SomeFutureType", ""]
 
 
 @pytest.mark.parametrize("bounce_type", IGNORED_BOUNCES)
@@ -279,9 +285,53 @@ def test_ignored_bounce_types(bounce_type: str) -> None:
     assert repr(bounce_type) in parsed.ignored
 
 
+def readme_bounce_table() -> list[list[str]]:
+    """The rows of the README's Postmark bounce-type table, cells stripped of backticks."""
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    block = re.search(r"<!-- postmark-bounce-types -->(.*?)<!-- /postmark", readme, re.S)
+    assert block, "README lost its Postmark bounce-type table"
+    rows = [line for line in block.group(1).strip().splitlines() if line.startswith("|")]
+    return [[cell.strip().strip("`") for cell in row.strip("|").split("|")] for row in rows[2:]]
+
+
+def test_readme_bounce_table_is_what_the_parser_does() -> None:
+    rows = readme_bounce_table()
+    assert {row[0] for row in rows} == set(postmark._TYPE_CODES.values())
+    for bounce_type, code, event_type, bounce_class, _ in rows:
+        assert postmark._TYPE_CODES[int(code)] == bounce_type
+        parsed = parse(bounce(Type=bounce_type, TypeCode=int(code)))
+        if event_type == "ignored":
+            assert parsed.events == [], bounce_type
+            continue
+        event = only_event(parsed)
+        assert event.event_type == event_type, bounce_type
+        assert event.metadata.get("bounce_class", "") == bounce_class, bounce_type
+
+
 def test_bounce_type_decides_not_type_code() -> None:
     event = only_event(parse(bounce(Type="HardBounce", TypeCode=4096)))
     assert event.metadata["bounce_class"] == "hard"
+
+
+@pytest.mark.parametrize(
+    ("code", "reading"),
+    [(1, ("bounced", "hard")), (256, ("bounced", "soft")), (100007, ("failed", None))],
+)
+def test_type_code_names_a_bounce_without_type(code: int, reading: tuple[str, str | None]) -> None:
+    body = bounce(TypeCode=code)
+    del body["Type"]
+    event = only_event(parse(body))
+    assert (event.event_type, event.metadata.get("bounce_class")) == reading
+    assert event.metadata["bounce_type"] == postmark._TYPE_CODES[code]
+    assert event.provider_event_id == only_event(parse(bounce())).provider_event_id
+
+
+def test_bounce_without_type_or_known_code_is_rejected() -> None:
+    body = bounce(TypeCode=999)
+    del body["Type"]
+    with pytest.raises(ProviderError) as raised:
+        parse(body)
+    assert raised.value.field == "$.Type"
 
 
 def test_bounce_without_id_uses_message_email_and_time() -> None:
@@ -455,7 +505,7 @@ def test_missing_time_leaves_occurred_at_to_the_gateway() -> None:
         (encode(bounce(ID=1.5)), "$.ID"),
         (encode(bounce(ID=True)), "$.ID"),
         (encode(bounce(Type=1)), "$.Type"),
-        (encode(bounce(Type=None)), "$.Type"),
+        (encode(bounce(Type=None, TypeCode=None)), "$.Type"),
         (encode(bounce(Email=["x"])), "$.Email"),
         (encode(bounce(BouncedAt="yesterday")), "$.BouncedAt"),
         (encode(bounce(BouncedAt=1741597512)), "$.BouncedAt"),

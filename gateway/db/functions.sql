@@ -1,0 +1,757 @@
+-- The write path's SQL: every function ingestion, reprocess, the management
+-- API and the seed call to change campaign data. This file is the one current
+-- source of these functions: `gateway migrate` (gateway/db/migrate.py) applies
+-- it, with CREATE OR REPLACE, before and after the yoyo migrations, so a
+-- migration can call them and a new version replaces the old in place.
+-- Tables, indexes and the trigger that keeps instance_keys current live in the
+-- migrations; only functions live here.
+--
+-- Every function is PL/pgSQL or plain SQL and names no table in its
+-- signature, so this file applies to an empty database as well as to a full
+-- one. The ones that read growing tables run with enable_seqscan off: their
+-- plans are cached per connection, and a plan chosen while a table was
+-- nearly empty must stay an index probe when it holds millions of rows.
+--
+-- Enrollment state is a function of the enrollment's events. `event_mask`
+-- holds one bit per event type the enrollment has (and one for a hard
+-- bounce); status, current_step and completed_at follow from it, from the
+-- highest step and from the first reply, so the same events give the same
+-- state in any order. Instance counters count enrollments per bit; every
+-- writer adds the deltas of what it changed, once, at the end of its
+-- transaction's work, so the hot instance row is locked only for the commit.
+
+SET check_function_bodies = off;
+
+-- The bit of an event in campaign_enrollments.event_mask. A bounce is also a
+-- hard bounce unless the provider classed it otherwise (Postmark's temporary
+-- bounce types carry bounce_class 'soft'; lemlist's bounces are hard).
+CREATE OR REPLACE FUNCTION event_bit(event_type text, metadata jsonb) RETURNS integer
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+RETURN CASE event_type
+    WHEN 'sent' THEN 1
+    WHEN 'delivered' THEN 2
+    WHEN 'opened' THEN 4
+    WHEN 'clicked' THEN 8
+    WHEN 'replied' THEN 16
+    WHEN 'bounced' THEN 32 | CASE WHEN coalesce(metadata ->> 'bounce_class', 'hard') = 'hard'
+                                  THEN 16384 ELSE 0 END
+    WHEN 'unsubscribed' THEN 64
+    WHEN 'spam_complaint' THEN 128
+    WHEN 'failed' THEN 256
+    WHEN 'profile_visited' THEN 512
+    WHEN 'connection_requested' THEN 1024
+    WHEN 'connection_accepted' THEN 2048
+    WHEN 'message_sent' THEN 4096
+    WHEN 'voice_message_sent' THEN 8192
+    ELSE 0
+END;
+
+-- An enrollment's status from its events (contract §4, "Enrollment
+-- progression"): unsubscribed (unsubscribe or spam complaint), else bounced
+-- (hard bounce), else completed (a reply), else active (any event), else as
+-- it was. Statuses the API sets (paused, failed) stay until the API moves them.
+CREATE OR REPLACE FUNCTION enrollment_status(status text, mask integer) RETURNS text
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+RETURN CASE
+    WHEN status IN ('paused', 'failed') THEN status
+    WHEN mask & (64 | 128) <> 0 THEN 'unsubscribed'
+    WHEN mask & 16384 <> 0 THEN 'bounced'
+    WHEN mask & 16 <> 0 THEN 'completed'
+    WHEN mask <> 0 THEN 'active'
+    ELSE status
+END;
+
+-- completed_at: the first reply while the status is completed; NULL once
+-- the events say otherwise; what it was while no event speaks (or the API's
+-- status holds).
+CREATE OR REPLACE FUNCTION enrollment_completed_at(
+    status text, mask integer, replied_at timestamptz, completed_at timestamptz
+) RETURNS timestamptz
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+RETURN CASE
+    WHEN status IN ('paused', 'failed') OR mask = 0 THEN completed_at
+    WHEN enrollment_status(status, mask) = 'completed' THEN replied_at
+END;
+
+-- The comparison keys of newline-separated LinkedIn URLs (linkedin_key() of
+-- migration 0001 on each), first URL first.
+CREATE OR REPLACE FUNCTION linkedin_keys(urls text) RETURNS text[]
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+AS $$
+    SELECT ARRAY(
+        SELECT k
+        FROM unnest(string_to_array(urls, E'\n')) WITH ORDINALITY AS u (url, n)
+        CROSS JOIN LATERAL linkedin_key(u.url) AS k
+        WHERE k IS NOT NULL
+        ORDER BY u.n)
+$$;
+
+-- The campaign keys of a provider_config: each provider's key given alone or
+-- as a list (`lemlist_campaign_id` / `lemlist_campaign_ids`, `postmark_tag` /
+-- `postmark_tags`, `phantombuster_agent_id` / `phantombuster_agent_ids`).
+-- Numbers count as their text; anything else is not a key.
+CREATE OR REPLACE FUNCTION config_campaign_keys(config jsonb)
+RETURNS TABLE (provider text, campaign_key text)
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+AS $$
+    SELECT DISTINCT f.provider, v #>> '{}'
+    FROM (VALUES ('lemlist', 'lemlist_campaign_id', 'lemlist_campaign_ids'),
+                 ('postmark', 'postmark_tag', 'postmark_tags'),
+                 ('phantombuster', 'phantombuster_agent_id', 'phantombuster_agent_ids'))
+        AS f (provider, one, many)
+    CROSS JOIN LATERAL (
+        SELECT config -> f.one
+        UNION ALL
+        SELECT jsonb_array_elements(CASE WHEN jsonb_typeof(config -> f.many) = 'array'
+                                         THEN config -> f.many END)
+    ) AS k (v)
+    WHERE jsonb_typeof(v) IN ('string', 'number') AND length(v #>> '{}') > 0
+$$;
+
+-- Recompute the state of enrollments (all of them when `ids` is NULL) from
+-- the events they have: for data written without write_batch() (the seed,
+-- migrations). Counters are not touched: they hold the seed's baseline.
+CREATE OR REPLACE FUNCTION refresh_enrollments(ids uuid[]) RETURNS integer
+LANGUAGE plpgsql
+AS $$
+DECLARE
+    changed integer;
+BEGIN
+    UPDATE campaign_enrollments e SET
+        event_mask = a.mask,
+        current_step = greatest(e.current_step, a.step),
+        replied_at = a.replied_at,
+        status = enrollment_status(e.status, a.mask),
+        completed_at = enrollment_completed_at(e.status, a.mask, a.replied_at, e.completed_at)
+    FROM (
+        SELECT ev.enrollment_id,
+               bit_or(event_bit(ev.event_type, ev.metadata)) AS mask,
+               coalesce(max(ev.step_number), 0) AS step,
+               min(ev.timestamp) FILTER (WHERE ev.event_type = 'replied') AS replied_at
+        FROM campaign_events ev
+        WHERE ev.enrollment_id IS NOT NULL AND (ids IS NULL OR ev.enrollment_id = ANY (ids))
+        GROUP BY ev.enrollment_id
+    ) a
+    WHERE e.id = a.enrollment_id;
+    GET DIAGNOSTICS changed = ROW_COUNT;
+    RETURN changed;
+END
+$$;
+
+-- instance_keys follows campaign_instances.provider_config (trigger of
+-- migration 0007), so that resolving a campaign key is one index probe
+-- whatever the key's form.
+CREATE OR REPLACE FUNCTION sync_instance_keys() RETURNS trigger
+LANGUAGE plpgsql AS $$
+BEGIN
+    IF TG_OP = 'UPDATE' THEN
+        DELETE FROM instance_keys k
+        WHERE k.instance_id = NEW.id
+          AND (k.provider, k.campaign_key) NOT IN (
+              SELECT c.provider, c.campaign_key FROM config_campaign_keys(NEW.provider_config) c);
+    END IF;
+    INSERT INTO instance_keys (provider, campaign_key, instance_id)
+    SELECT c.provider, c.campaign_key, NEW.id FROM config_campaign_keys(NEW.provider_config) c
+    ON CONFLICT DO NOTHING;
+    RETURN NULL;
+END
+$$;
+
+-- Deleting instances takes their enrollments and events with them (what ON
+-- DELETE CASCADE did before migration 0009 dropped those foreign keys, which
+-- locked the hot instance row on every webhook).
+CREATE OR REPLACE FUNCTION delete_instance_data() RETURNS trigger
+LANGUAGE plpgsql AS $$
+BEGIN
+    DELETE FROM campaign_events e USING gone g WHERE e.instance_id = g.id;
+    DELETE FROM campaign_enrollments e USING gone g WHERE e.instance_id = g.id;
+    RETURN NULL;
+END
+$$;
+
+-- For each event (in array order): its instance and its hinted enrollment.
+-- Postmark's Metadata.enrollment_id names the enrollment (and so its
+-- instance); else Metadata.instance_id names the instance; else the
+-- provider's campaign key does, through instance_keys: an active instance
+-- first, then the newest. Each distinct key is resolved once.
+CREATE OR REPLACE FUNCTION resolve_instances(
+    p_provider text[], p_campaign_key text[], p_instance_hint uuid[], p_enrollment_hint uuid[],
+    OUT instance_ids uuid[], OUT enrollment_ids uuid[]
+)
+LANGUAGE plpgsql STABLE
+SET enable_seqscan = off SET jit = off
+AS $$
+#variable_conflict use_column
+BEGIN
+    WITH ev AS (
+        SELECT *
+        FROM unnest(p_provider, p_campaign_key, p_instance_hint, p_enrollment_hint)
+            WITH ORDINALITY AS t (provider, campaign_key, instance_hint, enrollment_hint, n)
+    ),
+    keyed AS (
+        SELECT d.provider, d.campaign_key, (
+            SELECT k.instance_id
+            FROM instance_keys k
+            JOIN campaign_instances i ON i.id = k.instance_id
+            WHERE k.provider = d.provider AND k.campaign_key = d.campaign_key
+            ORDER BY i.status = 'active' DESC, i.created_at DESC, i.id
+            LIMIT 1) AS instance_id
+        FROM (SELECT DISTINCT provider, campaign_key FROM ev WHERE campaign_key IS NOT NULL) d
+    )
+    SELECT array_agg(coalesce(h.instance_id, hi.id, kd.instance_id) ORDER BY ev.n),
+           array_agg(h.id ORDER BY ev.n)
+    INTO instance_ids, enrollment_ids
+    FROM ev
+    LEFT JOIN campaign_enrollments h ON h.id = ev.enrollment_hint
+    LEFT JOIN campaign_instances hi ON hi.id = ev.instance_hint
+    LEFT JOIN keyed kd ON kd.provider = ev.provider AND kd.campaign_key = ev.campaign_key;
+END
+$$;
+
+-- The enrollments of one instance that a contact's identifiers name: by
+-- e-mail (any case) and by each LinkedIn key, each one probe of its unique
+-- index, with whether each already has an e-mail and a LinkedIn profile.
+-- Plain SQL, so it is inlined into the queries that call it.
+CREATE OR REPLACE FUNCTION contact_matches(p_instance uuid, p_email text, p_keys text[])
+RETURNS TABLE (id uuid, created_at timestamptz, has_email boolean, has_key boolean)
+LANGUAGE sql STABLE
+AS $$
+    SELECT e.id, e.created_at, e.contact_email IS NOT NULL, e.linkedin_key IS NOT NULL
+    FROM campaign_enrollments e
+    WHERE e.instance_id = p_instance
+      AND e.contact_email IS NOT NULL
+      AND lower(e.contact_email) = lower(p_email)
+    UNION
+    SELECT e.id, e.created_at, e.contact_email IS NOT NULL, e.linkedin_key IS NOT NULL
+    FROM campaign_enrollments e
+    WHERE e.instance_id = p_instance
+      AND e.linkedin_key IS NOT NULL
+      AND e.linkedin_key = ANY (p_keys)
+$$;
+
+-- What the identifiers of each event (or of the events numbered `p_only`)
+-- name: `found` one enrollment that has every kind of identifier the event
+-- carries (or the enrollment the provider named); `unknown` none; `unsettled`
+-- several, or one lacking an identifier the event carries; `none` when the
+-- event has no instance or no identifier. `enrollment_id` is the oldest match.
+CREATE OR REPLACE FUNCTION classify_contacts(
+    p_instance uuid[], p_hinted uuid[], p_email text[], p_urls text[], p_only integer[]
+) RETURNS TABLE (n integer, kind text, enrollment_id uuid)
+LANGUAGE sql STABLE
+AS $$
+    SELECT ev.n::integer,
+           CASE
+               WHEN ev.hinted IS NOT NULL THEN 'found'
+               WHEN ev.instance_id IS NULL OR (ev.email IS NULL AND ev.urls IS NULL) THEN 'none'
+               WHEN m.ids IS NULL THEN 'unknown'
+               WHEN cardinality(m.ids) > 1
+                    OR (ev.email IS NOT NULL AND NOT m.all_email)
+                    OR (ev.urls IS NOT NULL AND NOT m.all_key) THEN 'unsettled'
+               ELSE 'found'
+           END,
+           coalesce(ev.hinted, m.ids[1])
+    FROM unnest(p_instance, p_hinted, p_email, p_urls)
+        WITH ORDINALITY AS ev (instance_id, hinted, email, urls, n)
+    LEFT JOIN LATERAL (
+        SELECT array_agg(c.id ORDER BY c.created_at, c.id) AS ids,
+               bool_and(c.has_email) AS all_email,
+               bool_and(c.has_key) AS all_key
+        FROM contact_matches(ev.instance_id, ev.email,
+                             CASE WHEN ev.urls IS NULL THEN '{}'::text[]
+                                  ELSE linkedin_keys(ev.urls) END) c
+        WHERE ev.hinted IS NULL AND ev.instance_id IS NOT NULL
+    ) m ON true
+    WHERE p_only IS NULL OR ev.n = ANY (p_only)
+$$;
+
+-- Merge enrollments of one instance that are one person into `survivor`
+-- (the oldest): events move, state and identifiers combine, each loser is
+-- recorded in the survivor's merged_from, then deleted. Rows are locked in id
+-- order first, so an event being attached to a loser concurrently is either
+-- moved here or refused by its foreign key (and its batch retried), never
+-- deleted with it. Returns the counter deltas for the caller to apply:
+-- enrollments, and enrollments with sent, opened, clicked and replied.
+CREATE OR REPLACE FUNCTION merge_enrollments(
+    survivor uuid, losers uuid[],
+    OUT instance_id uuid, OUT enrolled integer, OUT sent integer, OUT opened integer,
+    OUT clicked integer, OUT replied integer
+)
+LANGUAGE plpgsql
+SET enable_seqscan = off SET jit = off
+AS $$
+#variable_conflict use_column
+DECLARE
+    kept_mask integer;
+    gone record;
+BEGIN
+    enrolled := 0; sent := 0; opened := 0; clicked := 0; replied := 0;
+    PERFORM 1 FROM campaign_enrollments e
+    WHERE e.id = survivor OR e.id = ANY (losers)
+    ORDER BY e.id
+    FOR UPDATE;
+    SELECT e.instance_id, e.event_mask INTO instance_id, kept_mask
+    FROM campaign_enrollments e WHERE e.id = survivor;
+    IF NOT FOUND THEN
+        RETURN;
+    END IF;
+
+    UPDATE campaign_events ev SET enrollment_id = survivor
+    WHERE ev.enrollment_id = ANY (losers) AND ev.enrollment_id <> survivor;
+
+    WITH deleted AS (
+        DELETE FROM campaign_enrollments e
+        WHERE e.id = ANY (losers) AND e.id <> survivor
+          AND e.instance_id = merge_enrollments.instance_id
+        RETURNING e.*
+    )
+    SELECT count(*)::integer AS n,
+           coalesce(bit_or(d.event_mask), 0) AS mask,
+           count(*) FILTER (WHERE d.event_mask & 1 <> 0)::integer AS sent,
+           count(*) FILTER (WHERE d.event_mask & 4 <> 0)::integer AS opened,
+           count(*) FILTER (WHERE d.event_mask & 8 <> 0)::integer AS clicked,
+           count(*) FILTER (WHERE d.event_mask & 16 <> 0)::integer AS replied,
+           coalesce(max(d.current_step), 0) AS step,
+           min(d.replied_at) AS replied_at,
+           (array_agg(d.contact_email ORDER BY d.created_at, d.id)
+               FILTER (WHERE d.contact_email IS NOT NULL))[1] AS email,
+           (array_agg(d.linkedin_url ORDER BY d.created_at, d.id)
+               FILTER (WHERE d.linkedin_url IS NOT NULL))[1] AS url,
+           (array_agg(d.contact_id ORDER BY d.created_at, d.id)
+               FILTER (WHERE d.contact_id IS NOT NULL))[1] AS contact_id,
+           -- Personalization variables: the older enrollment's value wins.
+           (SELECT coalesce(jsonb_object_agg(kv.key, kv.value ORDER BY x.created_at DESC, x.id DESC),
+                            '{}')
+            FROM deleted x CROSS JOIN LATERAL jsonb_each(x.metadata) kv) AS metadata,
+           jsonb_agg(jsonb_build_object(
+               'enrollment_id', d.id, 'contact_email', d.contact_email,
+               'linkedin_url', d.linkedin_url, 'contact_id', d.contact_id,
+               'enrolled_at', d.enrolled_at, 'merged_at', now())
+               ORDER BY d.created_at, d.id) AS records
+    INTO gone
+    FROM deleted d;
+
+    IF gone.n = 0 THEN
+        RETURN;
+    END IF;
+
+    UPDATE campaign_enrollments e SET
+        event_mask = e.event_mask | gone.mask,
+        current_step = greatest(e.current_step, gone.step),
+        replied_at = least(e.replied_at, gone.replied_at),
+        status = enrollment_status(e.status, e.event_mask | gone.mask),
+        completed_at = enrollment_completed_at(e.status, e.event_mask | gone.mask,
+                                               least(e.replied_at, gone.replied_at),
+                                               e.completed_at),
+        contact_email = coalesce(e.contact_email, gone.email),
+        linkedin_url = coalesce(e.linkedin_url, gone.url),
+        contact_id = coalesce(e.contact_id, gone.contact_id),
+        metadata = gone.metadata || e.metadata,
+        merged_from = e.merged_from || gone.records
+    WHERE e.id = survivor;
+
+    -- Before: the survivor's bit plus each loser's; after: one bit if any had it.
+    enrolled := -gone.n;
+    sent := ((kept_mask | gone.mask) & 1 <> 0)::integer - (kept_mask & 1 <> 0)::integer
+            - gone.sent;
+    opened := ((kept_mask | gone.mask) & 4 <> 0)::integer - (kept_mask & 4 <> 0)::integer
+              - gone.opened;
+    clicked := ((kept_mask | gone.mask) & 8 <> 0)::integer - (kept_mask & 8 <> 0)::integer
+               - gone.clicked;
+    replied := ((kept_mask | gone.mask) & 16 <> 0)::integer - (kept_mask & 16 <> 0)::integer
+               - gone.replied;
+END
+$$;
+
+-- The enrollment of each event (in array order), one per person and instance
+-- (contract §4, "One person, one enrollment per instance"), creating,
+-- completing and merging enrollments as the events prove who is who. Events
+-- without an instance, or without any contact identifier, get none.
+--
+-- Most events name exactly one enrollment that already has every kind of
+-- identifier they carry: one set-based pass finds them. Contacts that no
+-- enrollment knows are enrolled set-based too, the richest rows (e-mail and
+-- LinkedIn) first, so that a batch's rows about one new person make one
+-- enrollment; a concurrent batch enrolling the same person meets the unique
+-- indexes, and a second pass finds its enrollment. What is left (an
+-- identifier to fill in, several enrollments to merge) is settled event by
+-- event. Only the events that enroll or settle someone take locks on their
+-- identifiers: batches that only attach events to known people never wait
+-- for each other here. Counter deltas (enrollments made, and the merges' deltas) are
+-- returned as parallel arrays, one element per change, for the caller.
+CREATE OR REPLACE FUNCTION resolve_contacts(
+    p_instance uuid[], p_hinted uuid[], p_email text[], p_urls text[],
+    OUT enrollment_ids uuid[],
+    OUT delta_instance uuid[], OUT delta_enrolled integer[], OUT delta_sent integer[],
+    OUT delta_opened integer[], OUT delta_clicked integer[], OUT delta_replied integer[]
+)
+LANGUAGE plpgsql
+SET enable_seqscan = off SET jit = off
+AS $$
+#variable_conflict use_column
+DECLARE
+    unknown integer[];
+    unsettled integer[];
+    again integer[];
+    i integer;
+    found uuid[];
+    made uuid;
+    merged record;
+    keys text[];
+BEGIN
+    delta_instance := '{}'; delta_enrolled := '{}'; delta_sent := '{}';
+    delta_opened := '{}'; delta_clicked := '{}'; delta_replied := '{}';
+
+    SELECT array_agg(CASE WHEN c.kind = 'found' THEN c.enrollment_id END ORDER BY c.n),
+           coalesce(array_agg(c.n) FILTER (WHERE c.kind = 'unknown'), '{}'),
+           coalesce(array_agg(c.n) FILTER (WHERE c.kind = 'unsettled'), '{}')
+    INTO enrollment_ids, unknown, unsettled
+    FROM classify_contacts(p_instance, p_hinted, p_email, p_urls, NULL) c;
+
+    -- Whoever enrolls, completes or merges a person holds that person's
+    -- identifiers (transaction advisory locks, taken in one order before any
+    -- other lock of this transaction, so no deadlock), then looks again.
+    IF cardinality(unknown) + cardinality(unsettled) > 0 THEN
+        again := unknown || unsettled;
+        PERFORM pg_advisory_xact_lock(l.h)
+        FROM (
+            SELECT DISTINCT hashtextextended(p_instance[k]::text || ' ' || ident, 0) AS h
+            FROM unnest(again) AS k
+            CROSS JOIN LATERAL unnest(
+                ARRAY[lower(p_email[k])]
+                || CASE WHEN p_urls[k] IS NULL THEN '{}'::text[] ELSE linkedin_keys(p_urls[k]) END
+            ) AS ident
+            WHERE ident IS NOT NULL
+            ORDER BY 1
+        ) l;
+        SELECT coalesce(array_agg(c.n) FILTER (WHERE c.kind = 'unknown'), '{}'),
+               coalesce(array_agg(c.n) FILTER (WHERE c.kind = 'unsettled'), '{}'),
+               coalesce(array_agg(c.n) FILTER (WHERE c.kind = 'found'), '{}'),
+               coalesce(array_agg(c.enrollment_id) FILTER (WHERE c.kind = 'found'), '{}')
+        INTO unknown, unsettled, again, found
+        FROM classify_contacts(p_instance, p_hinted, p_email, p_urls, again) c;
+        FOR k IN 1..cardinality(again) LOOP
+            enrollment_ids[again[k]] := found[k];
+        END LOOP;
+    END IF;
+
+    IF cardinality(unknown) > 0 THEN
+        WITH made AS (
+            INSERT INTO campaign_enrollments (instance_id, contact_email, linkedin_url, status,
+                                              provider_config)
+            SELECT u.instance_id, u.email, u.url, 'active', ci.provider_config
+            FROM (
+                SELECT p_instance[k] AS instance_id, p_email[k] AS email,
+                       nullif(split_part(p_urls[k], E'\n', 1), '') AS url, k
+                FROM unnest(unknown) AS k
+            ) u
+            JOIN campaign_instances ci ON ci.id = u.instance_id
+            ORDER BY (u.email IS NOT NULL AND u.url IS NOT NULL) DESC, u.instance_id,
+                     lower(u.email), u.url, u.k
+            ON CONFLICT DO NOTHING
+            RETURNING instance_id
+        )
+        SELECT delta_instance || coalesce(array_agg(m.instance_id), '{}'),
+               delta_enrolled || coalesce(array_agg(1), '{}'),
+               delta_sent || coalesce(array_agg(0), '{}'),
+               delta_opened || coalesce(array_agg(0), '{}'),
+               delta_clicked || coalesce(array_agg(0), '{}'),
+               delta_replied || coalesce(array_agg(0), '{}')
+        INTO delta_instance, delta_enrolled, delta_sent, delta_opened, delta_clicked,
+             delta_replied
+        FROM made m;
+
+        SELECT coalesce(array_agg(c.n) FILTER (WHERE c.kind <> 'found'), '{}'),
+               coalesce(array_agg(c.n) FILTER (WHERE c.kind = 'found'), '{}'),
+               coalesce(array_agg(c.enrollment_id) FILTER (WHERE c.kind = 'found'), '{}')
+        INTO again, unknown, found
+        FROM classify_contacts(p_instance, p_hinted, p_email, p_urls, unknown) c;
+        FOR k IN 1..cardinality(unknown) LOOP
+            enrollment_ids[unknown[k]] := found[k];
+        END LOOP;
+        unsettled := unsettled || again;
+    END IF;
+
+    -- The rest, one event at a time, in array order.
+    FOREACH i IN ARRAY unsettled LOOP
+        keys := CASE WHEN p_urls[i] IS NULL THEN '{}'::text[] ELSE linkedin_keys(p_urls[i]) END;
+        found := '{}';
+        FOR attempt IN 1..3 LOOP
+            SELECT coalesce(array_agg(m.id ORDER BY m.created_at, m.id), '{}') INTO found
+            FROM contact_matches(p_instance[i], p_email[i], keys) m;
+            EXIT WHEN cardinality(found) > 0;
+            made := NULL;
+            INSERT INTO campaign_enrollments (instance_id, contact_email, linkedin_url, status,
+                                              provider_config)
+            SELECT ci.id, p_email[i], nullif(split_part(p_urls[i], E'\n', 1), ''), 'active',
+                   ci.provider_config
+            FROM campaign_instances ci WHERE ci.id = p_instance[i]
+            ON CONFLICT DO NOTHING
+            RETURNING id INTO made;
+            IF made IS NOT NULL THEN
+                delta_instance := delta_instance || p_instance[i];
+                delta_enrolled := delta_enrolled || 1;
+                delta_sent := delta_sent || 0;
+                delta_opened := delta_opened || 0;
+                delta_clicked := delta_clicked || 0;
+                delta_replied := delta_replied || 0;
+                found := ARRAY[made];
+                EXIT;
+            END IF;
+        END LOOP;
+        IF cardinality(found) = 0 THEN
+            -- Enrolled and gone again meanwhile (erased): the caller retries the batch.
+            RAISE EXCEPTION 'no enrollment found or made for event %', i
+                USING ERRCODE = 'serialization_failure';
+        END IF;
+        IF cardinality(found) > 1 THEN
+            merged := merge_enrollments(found[1], found[2:]);
+            -- Events of this batch already resolved to a merged enrollment follow it.
+            enrollment_ids := ARRAY(
+                SELECT CASE WHEN x.id = ANY (found) THEN found[1] ELSE x.id END
+                FROM unnest(enrollment_ids) WITH ORDINALITY AS x (id, n)
+                ORDER BY x.n);
+            delta_instance := delta_instance || merged.instance_id;
+            delta_enrolled := delta_enrolled || merged.enrolled;
+            delta_sent := delta_sent || merged.sent;
+            delta_opened := delta_opened || merged.opened;
+            delta_clicked := delta_clicked || merged.clicked;
+            delta_replied := delta_replied || merged.replied;
+        END IF;
+        -- The identifiers the survivor lacks. One held by a concurrent batch's
+        -- uncommitted enrollment is a unique violation: the caller retries.
+        UPDATE campaign_enrollments e SET
+            contact_email = coalesce(e.contact_email, p_email[i]),
+            linkedin_url = coalesce(e.linkedin_url,
+                                    nullif(split_part(p_urls[i], E'\n', 1), ''))
+        WHERE e.id = found[1]
+          AND ((e.contact_email IS NULL AND p_email[i] IS NOT NULL)
+               OR (e.linkedin_url IS NULL AND cardinality(keys) > 0));
+        enrollment_ids[i] := found[1];
+    END LOOP;
+END
+$$;
+
+-- Add counter deltas to their instances, in id order (the last lock a
+-- writer takes, so the hot instance row is held only while it commits).
+CREATE OR REPLACE FUNCTION apply_counter_deltas(
+    p_instance uuid[], p_enrolled integer[], p_sent integer[], p_opened integer[],
+    p_clicked integer[], p_replied integer[]
+) RETURNS void
+LANGUAGE plpgsql
+SET enable_seqscan = off SET jit = off
+AS $$
+DECLARE
+    wanted integer;
+    counted integer;
+BEGIN
+    WITH d AS (
+        SELECT t.instance_id, sum(t.enrolled) AS enrolled, sum(t.sent) AS sent,
+               sum(t.opened) AS opened, sum(t.clicked) AS clicked, sum(t.replied) AS replied
+        FROM unnest(p_instance, p_enrolled, p_sent, p_opened, p_clicked, p_replied)
+            AS t (instance_id, enrolled, sent, opened, clicked, replied)
+        WHERE t.instance_id IS NOT NULL
+        GROUP BY t.instance_id
+        HAVING sum(t.enrolled) <> 0 OR sum(t.sent) <> 0 OR sum(t.opened) <> 0
+            OR sum(t.clicked) <> 0 OR sum(t.replied) <> 0
+    ),
+    locked AS (
+        SELECT i.id FROM campaign_instances i
+        WHERE i.id IN (SELECT d.instance_id FROM d)
+        ORDER BY i.id
+        FOR NO KEY UPDATE
+    ),
+    counted AS (
+        UPDATE campaign_instances i SET
+            total_enrolled = greatest(i.total_enrolled + d.enrolled, 0),
+            total_sent = greatest(i.total_sent + d.sent, 0),
+            total_opened = greatest(i.total_opened + d.opened, 0),
+            total_clicked = greatest(i.total_clicked + d.clicked, 0),
+            total_replied = greatest(i.total_replied + d.replied, 0),
+            updated_at = now()
+        FROM d JOIN locked l ON l.id = d.instance_id
+        WHERE i.id = d.instance_id
+        RETURNING i.id
+    )
+    SELECT (SELECT count(*) FROM d), (SELECT count(*) FROM counted) INTO wanted, counted;
+    -- An instance deleted since the batch resolved it: what was written for it
+    -- is gone with it, or must not stay. The caller retries the whole batch.
+    IF counted < wanted THEN
+        RAISE EXCEPTION 'a campaign instance was deleted while a batch counted into it'
+            USING ERRCODE = 'serialization_failure';
+    END IF;
+END
+$$;
+
+-- Write a batch in one statement and one implicit transaction (group
+-- commit): resolve every event's instance and enrollment, insert the events
+-- (a redelivered one is not written again; one that was unmatched is attached
+-- when it resolves now), move the enrollments they touch, store the raw
+-- deliveries with their outcomes, and add the counter deltas last.
+-- Events come as parallel arrays, distinct and sorted by key, each naming the
+-- delivery that owns it; deliveries too. A delivery's status is given (no
+-- events: rejected, ignored, pending) or decided here: duplicate when none of
+-- its events was new, unmatched when a new one has no enrollment, processed
+-- otherwise. With store false the deliveries are not stored (reprocess
+-- updates its own rows). One row per delivery comes back.
+CREATE OR REPLACE FUNCTION write_batch(
+    ev_id uuid[], ev_provider text[], ev_key text[], ev_campaign_key text[], ev_instance_hint uuid[],
+    ev_enrollment_hint uuid[], ev_email text[], ev_urls text[], ev_delivery uuid[],
+    ev_type text[], ev_channel text[], ev_step integer[], ev_at timestamptz[],
+    ev_metadata jsonb[],
+    d_id uuid[], d_provider text[], d_received_at timestamptz[], d_body bytea[],
+    d_body_size integer[], d_headers jsonb[], d_query jsonb[], d_status text[], d_cause text[],
+    d_events integer[], d_fetched_body bytea[], d_fetched_from text[],
+    store boolean
+) RETURNS TABLE (delivery_id uuid, status text, written integer, duplicates integer, cause text)
+LANGUAGE plpgsql
+SET enable_seqscan = off SET jit = off
+AS $$
+#variable_conflict use_column
+DECLARE
+    t_instance uuid[] := '{}';
+    t_enrollment uuid[] := '{}';
+    t_hinted uuid[];
+    contacts record;
+    owners uuid[] := '{}';
+    owner_new integer[] := '{}';
+    owner_unmatched boolean[] := '{}';
+    c_instance uuid[] := '{}';
+    c_enrolled integer[] := '{}';
+    c_sent integer[] := '{}';
+    c_opened integer[] := '{}';
+    c_clicked integer[] := '{}';
+    c_replied integer[] := '{}';
+BEGIN
+    IF cardinality(ev_key) > 0 THEN
+        SELECT r.instance_ids, r.enrollment_ids INTO t_instance, t_hinted
+        FROM resolve_instances(ev_provider, ev_campaign_key, ev_instance_hint,
+                               ev_enrollment_hint) r;
+        SELECT * INTO contacts FROM resolve_contacts(t_instance, t_hinted, ev_email, ev_urls);
+        t_enrollment := contacts.enrollment_ids;
+
+        WITH written AS (
+            INSERT INTO campaign_events AS ce (
+                id, enrollment_id, instance_id, delivery_id, event_type, channel, provider,
+                provider_event_id, campaign_key, step_number, timestamp, metadata)
+            SELECT *
+            FROM unnest(ev_id, t_enrollment, t_instance, ev_delivery, ev_type, ev_channel,
+                        ev_provider, ev_key, ev_campaign_key, ev_step, ev_at, ev_metadata)
+            ON CONFLICT (provider, provider_event_id) DO UPDATE
+                SET enrollment_id = EXCLUDED.enrollment_id, instance_id = EXCLUDED.instance_id
+                WHERE ce.enrollment_id IS NULL
+                  AND (EXCLUDED.enrollment_id IS NOT NULL
+                       OR (ce.instance_id IS NULL AND EXCLUDED.instance_id IS NOT NULL))
+            RETURNING ce.delivery_id AS owner, ce.enrollment_id, ce.event_type, ce.metadata,
+                      ce.step_number, ce.timestamp, (xmax = 0) AS inserted
+        ),
+        per_delivery AS (
+            SELECT w.owner,
+                   count(*) FILTER (WHERE w.inserted)::int AS new_events,
+                   coalesce(bool_or(w.inserted AND w.enrollment_id IS NULL), false) AS unmatched
+            FROM written w
+            GROUP BY w.owner
+        ),
+        touched AS (
+            SELECT w.enrollment_id, bit_or(event_bit(w.event_type, w.metadata)) AS bits,
+                   coalesce(max(w.step_number), 0) AS step,
+                   min(w.timestamp) FILTER (WHERE w.event_type = 'replied') AS replied_at
+            FROM written w
+            WHERE w.enrollment_id IS NOT NULL
+            GROUP BY w.enrollment_id
+        ),
+        -- Only enrollments whose state moves are locked and written: state
+        -- only grows (bits, step, first reply), so what the snapshot already
+        -- holds cannot be undone by a concurrent writer, and a row that a
+        -- concurrent writer moved far enough meanwhile drops out when its
+        -- lock is granted (the condition is checked again on the new row).
+        before AS (
+            SELECT e.id, e.event_mask, t.bits, t.step, t.replied_at
+            FROM campaign_enrollments e
+            JOIN touched t ON t.enrollment_id = e.id
+            WHERE e.event_mask | t.bits <> e.event_mask
+               OR t.step > e.current_step
+               OR t.replied_at < coalesce(e.replied_at, 'infinity')
+            ORDER BY e.id
+            FOR NO KEY UPDATE OF e
+        ),
+        moved AS (
+            UPDATE campaign_enrollments e SET
+                event_mask = e.event_mask | b.bits,
+                current_step = greatest(e.current_step, b.step),
+                replied_at = least(e.replied_at, b.replied_at),
+                status = enrollment_status(e.status, e.event_mask | b.bits),
+                completed_at = enrollment_completed_at(e.status, e.event_mask | b.bits,
+                                                       least(e.replied_at, b.replied_at),
+                                                       e.completed_at),
+                updated_at = now()
+            FROM before b
+            WHERE e.id = b.id
+            RETURNING e.instance_id, b.event_mask AS old_mask, e.event_mask AS new_mask
+        ),
+        counted AS (
+            SELECT v.instance_id,
+                   count(*) FILTER (WHERE v.new_mask & ~v.old_mask & 1 <> 0)::int AS sent,
+                   count(*) FILTER (WHERE v.new_mask & ~v.old_mask & 4 <> 0)::int AS opened,
+                   count(*) FILTER (WHERE v.new_mask & ~v.old_mask & 8 <> 0)::int AS clicked,
+                   count(*) FILTER (WHERE v.new_mask & ~v.old_mask & 16 <> 0)::int AS replied
+            FROM moved v
+            GROUP BY v.instance_id
+        )
+        SELECT coalesce((SELECT array_agg(p.owner) FROM per_delivery p), '{}'),
+               coalesce((SELECT array_agg(p.new_events) FROM per_delivery p), '{}'),
+               coalesce((SELECT array_agg(p.unmatched) FROM per_delivery p), '{}'),
+               contacts.delta_instance
+                   || coalesce((SELECT array_agg(c.instance_id) FROM counted c), '{}'),
+               contacts.delta_enrolled
+                   || coalesce((SELECT array_agg(0) FROM counted c), '{}'),
+               contacts.delta_sent || coalesce((SELECT array_agg(c.sent) FROM counted c), '{}'),
+               contacts.delta_opened
+                   || coalesce((SELECT array_agg(c.opened) FROM counted c), '{}'),
+               contacts.delta_clicked
+                   || coalesce((SELECT array_agg(c.clicked) FROM counted c), '{}'),
+               contacts.delta_replied
+                   || coalesce((SELECT array_agg(c.replied) FROM counted c), '{}')
+        INTO owners, owner_new, owner_unmatched,
+             c_instance, c_enrolled, c_sent, c_opened, c_clicked, c_replied;
+    END IF;
+
+    RETURN QUERY
+    WITH outcomes AS (
+        SELECT d.*,
+               coalesce(d.given_status,
+                        CASE WHEN coalesce(p.new_events, 0) = 0 THEN 'duplicate'
+                             WHEN p.unmatched THEN 'unmatched'
+                             ELSE 'processed' END) AS final_status,
+               coalesce(p.new_events, 0) AS new_events
+        FROM unnest(d_id, d_provider, d_received_at, d_body, d_body_size, d_headers, d_query,
+                    d_status, d_cause, d_events, d_fetched_body, d_fetched_from)
+            AS d (id, provider, received_at, body, body_size, headers, query, given_status,
+                  given_cause, events, fetched_body, fetched_from)
+        LEFT JOIN unnest(owners, owner_new, owner_unmatched) AS p (owner, new_events, unmatched)
+            ON p.owner = d.id
+    ),
+    final AS (
+        SELECT o.*,
+               CASE WHEN o.final_status = 'unmatched' AND o.given_status IS NULL
+                    THEN 'no campaign instance matches' ELSE o.given_cause END AS final_cause
+        FROM outcomes o
+    ),
+    stored AS (
+        INSERT INTO webhook_deliveries (
+            id, provider, received_at, body, body_size, headers, query, status, cause,
+            events_written, duplicates, fetched_body, fetched_from)
+        SELECT f.id, f.provider, f.received_at, f.body, f.body_size, f.headers, f.query,
+               f.final_status, f.final_cause, f.new_events, f.events - f.new_events,
+               f.fetched_body, f.fetched_from
+        FROM final f
+        WHERE store
+    )
+    SELECT f.id, f.final_status, f.new_events, f.events - f.new_events, f.final_cause
+    FROM final f;
+
+    IF cardinality(c_instance) > 0 THEN
+        PERFORM apply_counter_deltas(c_instance, c_enrolled, c_sent, c_opened, c_clicked,
+                                     c_replied);
+    END IF;
+END
+$$;

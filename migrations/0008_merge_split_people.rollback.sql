@@ -1,0 +1,1 @@
+-- Merged enrollments cannot be split again; rolling back only forgets the migration.
