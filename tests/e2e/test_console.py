@@ -16,7 +16,7 @@ from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs, urlencode, urlsplit
+from urllib.parse import parse_qs, urlsplit
 from uuid import UUID
 
 import httpx
@@ -569,67 +569,56 @@ async def test_with_reads_closed_the_console_asks_for_the_key_once_per_tab(
             await expect(other.locator("#key-dialog[open]")).to_have_count(1)
 
 
-async def test_performance_renders_definitions_time_zone_and_human_beside_raw(
+async def test_performance_shows_definitions_time_zone_and_human_beside_raw(
     watched: Watched, live: LiveServer, clean_db: Pool
 ) -> None:
-    """What the answer gains elsewhere (rate_definitions, tz, the human block) shows as such.
-
-    The real answer is extended on its way to the page with the fields other
-    branches add, and the time zone the page asks for is taken off the request
-    sent on, which does not know it yet.
-    """
     instance = await make_instance(clean_db, {"lemlist_campaign_id": "cam_h"}, name="Human")
-    for activity, kind, email in [
-        ("h1", "emailsSent", "ana@a.example"),
-        ("h2", "emailsSent", "ben@b.example"),
-        ("h3", "emailsOpened", "ana@a.example"),
-        ("h4", "emailsOpened", "ben@b.example"),
+    for activity, kind, email, at in [
+        ("h1", "emailsSent", "ana@a.example", "2025-03-10T09:00:00Z"),
+        ("h2", "emailsSent", "ben@b.example", "2025-03-10T09:00:00Z"),
+        ("h3", "emailsOpened", "ana@a.example", "2025-03-10T23:30:00Z"),
     ]:
-        await post_webhook(
-            live.base, "lemlist", lemlist(activity, kind, email, "cam_h", "2025-03-10T09:00:00Z")
-        )
+        await post_webhook(live.base, "lemlist", lemlist(activity, kind, email, "cam_h", at))
     asked: list[dict[str, list[str]]] = []
-
-    async def extend(route: Route, request: Request) -> None:
-        query = parse_qs(urlsplit(request.url).query)
-        asked.append(dict(query))
-        zone = query.pop("tz", ["UTC"])[0]
-        response = await route.fetch(url=request.url.split("?")[0] + "?" + urlencode(query, True))
-        answer = await response.json()
-        answer["tz"] = zone
-        answer["rate_definitions"] = {"open_rate": "unique opened ÷ e-mail reach"}
-        answer["rates"]["human_open_rate"] = 0.5
-        answer["human"] = {
-            "unique": {"opened": 1, "clicked": 0},
-            "email_reach": 2,
-            "human_open_rate": 0.5,
-            "human_click_rate": 0.0,
-        }
-        await route.fulfill(response=response, json=answer)
-
     page = await watched.page()
-    await page.route("**/api/campaigns/instances/*/performance*", extend)
+    page.on(
+        "request",
+        lambda request: (
+            asked.append(parse_qs(urlsplit(request.url).query))
+            if "/performance" in request.url
+            else None
+        ),
+    )
     await page.goto(f"{live.base}/console/campaigns/{instance}")
+    await page.wait_for_selector("#chart-daily")
+    perf = await agrees_with_api(page, live.base)
     tile = page.locator("[data-metric=open_rate]")
-    await expect(tile.locator(".rate-raw")).to_have_text("100.0%")
+    await expect(tile.locator(".rate-raw")).to_have_text("50.0%")
     await expect(tile.locator(".rate-human")).to_have_text("human 50.0%")
-    await expect(tile.locator(".tile-note")).to_have_text("unique opened ÷ e-mail reach")
+    definition = perf["rate_definitions"]["open_rate"]["description"]
+    await expect(tile.locator(".tile-note")).to_have_text(definition)
     assert await page.locator("[data-metric=human_open_rate]").count() == 0
-    await expect(page.locator("[data-metric=email_reach] .tile-value")).to_have_text("2")
+    reach = page.locator("[data-metric=email_reach] .tile-value")
+    await expect(reach).to_have_text(number(perf["human"]["email_reach"]))
     opened = page.locator("table.channel-email tbody tr", has_text="Opened")
-    await expect(opened.locator("td")).to_have_text(["Opened", "2", "2", "1"])
+    human_opened = number(perf["human"]["unique"]["opened"])
+    await expect(opened.locator("td")).to_have_text(["Opened", "1", "1", human_opened])
 
+    # Days of Paris (UTC+1 in March): the open at 23:30 UTC is on the 11th there.
     await page.fill("input[name=from]", "2025-03-10")
-    await page.fill("input[name=to]", "2025-03-10")
+    await page.fill("input[name=to]", "2025-03-11")
     await page.select_option("select[name=tz]", "Europe/Paris")
     await page.click("button:has-text('Apply')")
     await expect(page.locator(".range-note")).to_contain_text("days in Europe/Paris")
-    # Days of Paris (UTC+1 in March): from its midnight to the next one.
     assert asked[-1] == {
         "from": ["2025-03-09T23:00:00Z"],
-        "to": ["2025-03-10T23:00:00Z"],
+        "to": ["2025-03-11T23:00:00Z"],
         "tz": ["Europe/Paris"],
     }
+    perf = await agrees_with_api(page, live.base)
+    assert perf["tz"] == "Europe/Paris"
+    opens = {d["day"]: d["totals"]["opened"] for d in perf["daily"]}
+    assert opens == {"2025-03-10": 0, "2025-03-11": 1}
 
 
 async def test_mapping_a_second_key_keeps_the_first_and_uses_the_list_form(

@@ -745,10 +745,6 @@
   function definitionText(definition) {
     if (definition === undefined || definition === null) return null;
     if (typeof definition === 'string') return definition;
-    if (definition.numerator !== undefined && definition.denominator !== undefined) {
-      const part = (x) => (typeof x === 'string' ? x : JSON.stringify(x));
-      return `${part(definition.numerator)} ÷ ${part(definition.denominator)}`;
-    }
     if (typeof definition.description === 'string') return definition.description;
     return JSON.stringify(definition);
   }
