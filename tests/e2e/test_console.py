@@ -596,7 +596,8 @@ async def test_performance_shows_definitions_time_zone_and_human_beside_raw(
     await expect(tile.locator(".rate-raw")).to_have_text("50.0%")
     await expect(tile.locator(".rate-human")).to_have_text("human 50.0%")
     definition = perf["rate_definitions"]["open_rate"]["description"]
-    await expect(tile.locator(".tile-note")).to_have_text(definition)
+    await expect(tile).to_have_attribute("title", definition)
+    await expect(page.locator(".definitions dd[data-rate=open_rate]")).to_have_text(definition)
     assert await page.locator("[data-metric=human_open_rate]").count() == 0
     reach = page.locator("[data-metric=email_reach] .tile-value")
     await expect(reach).to_have_text(number(perf["human"]["email_reach"]))

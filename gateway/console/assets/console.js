@@ -772,9 +772,12 @@
         h('div', { class: 'tile-value' },
           h('span', { class: 'rate-raw', data: { value: value === null ? '' : String(value) }, text: fmt.pct(value) }),
           hasHuman ? h('span', { class: 'rate-human', data: { value: human === null ? '' : String(human) }, title: 'Human: opens and clicks not made by a privacy proxy or a scanner' }, h('span', { class: 'rate-human-label', text: 'human ' }), fmt.pct(human)) : null),
-        h('div', { class: 'tile-note', text: definition || (value === null ? 'nothing to divide by yet' : '') })));
+        h('div', { class: 'tile-note', text: value === null ? 'nothing to divide by yet' : '' })));
     }
-    return h('div', { class: 'tiles' }, tiles);
+    const described = Object.keys(rates).map((name) => [name, definitionText(definitions[name])]).filter(([, text]) => text);
+    return h('div', null, h('div', { class: 'tiles' }, tiles),
+      described.length ? h('details', { class: 'definitions' }, h('summary', { text: 'How each rate is counted' }),
+        h('dl', null, described.map(([name, text]) => [h('dt', { text: RATE_LABELS[name] || humanize(name) }), h('dd', { data: { rate: name }, text })]))) : null);
   }
 
   function performanceView(perf, instance, zone) {
