@@ -18,21 +18,27 @@ import msgspec
 import structlog
 from litestar import Litestar, Request, Response, get
 from litestar.exceptions import HTTPException
-from litestar.openapi import OpenAPIConfig
-from litestar.openapi.spec import Components
 from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR
 
-from gateway import __version__
 from gateway.api import api_router
-from gateway.api.auth import SECURITY_SCHEMES
+from gateway.api.query import QueryRules
 from gateway.api.schemas import PROBLEM_JSON, Problem
+from gateway.console import console_router
 from gateway.db.pool import close_pool, connection, create_pool
 from gateway.errors import GatewayError, Unavailable
 from gateway.fetch import ResultFetcher
 from gateway.ingest import Ingestor
 from gateway.logs import configure_logging
 from gateway.metrics import Metrics, metrics_handler
-from gateway.secrets import ApiKeys, Redactor, WebhookSecrets, load_api_keys, load_secrets
+from gateway.openapi import openapi_config, schema_assets
+from gateway.secrets import (
+    ApiKeys,
+    Redactor,
+    SecretMask,
+    WebhookSecrets,
+    load_api_keys,
+    load_secrets,
+)
 from gateway.settings import Settings
 from gateway.webhooks import EdgeServices, webhook_handler
 
@@ -99,6 +105,16 @@ def _field(key: object, message: str) -> str | None:
     if named is None:
         return parent
     return f"{parent}.{named[1]}" if parent else named[1]
+
+
+def _too_deep(request: Request[Any, Any, Any], exc: RecursionError) -> Response[Problem]:
+    """A JSON body nested deeper than the decoder can follow is the client's fault.
+
+    msgspec decodes with the interpreter's recursion limit and raises
+    RecursionError, not a DecodeError, past it (about 1,000 levels).
+    """
+    log.info("http.body_too_deep", path=request.url.path)
+    return problem_response(400, "Bad request", "the JSON body is nested too deeply")
 
 
 def _unexpected_error(request: Request[Any, Any, Any], exc: Exception) -> Response[Problem]:
@@ -182,29 +198,32 @@ def create_app(
             return _not_ready(f"writes failing: {failing}")
         return Response(Health("ready"))
 
-    return Litestar(
+    query_rules = QueryRules()
+    mask = SecretMask([*secrets.all_values(), *api_keys.values])
+    app = Litestar(
         route_handlers=[
             webhook_handler(edge),
             healthz,
             readyz,
             metrics_handler(metrics, settings),
-            api_router(settings, api_keys),
+            api_router(settings, api_keys, mask, query_rules),
+            schema_assets(),
+            console_router(),
         ],
         middleware=[metrics.middleware],
         lifespan=[lifespan],
         exception_handlers={
             GatewayError: _gateway_error,
             HTTPException: _http_error,
+            RecursionError: _too_deep,
             Exception: _unexpected_error,
         },
-        openapi_config=OpenAPIConfig(
-            title="Outreach webhook gateway",
-            version=__version__,
-            components=Components(security_schemes=SECURITY_SCHEMES),
-        ),
+        openapi_config=openapi_config(),
         logging_config=None,
         debug=False,
     )
+    query_rules.learn(app)
+    return app
 
 
 def _not_ready(detail: str) -> Response[Health]:

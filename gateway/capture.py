@@ -91,19 +91,47 @@ def read(paths: Sequence[Path], provider: str | None = None) -> Iterator[Capture
     """Every delivery of the given captures, body files and body directories, in order.
 
     `*.json` files are plain bodies; any other file is JSON Lines. `provider`
-    names the provider of plain bodies; unset, their directory's name does.
+    names the provider of plain bodies; unset, their directory's name does. A
+    directory is read with its subdirectories: `payloads/` holding
+    `lemlist/*.json` and `postmark/*.json` replays each under its folder's
+    provider. A path that cannot be read is a BadLine, never an exception.
     """
     for path in paths:
         if path.is_dir():
-            bodies = sorted(p for p in path.glob("*.json") if p.is_file())
-            if not bodies:
-                yield BadLine(source=str(path), error="no *.json bodies in this directory")
-            for body_path in bodies:
-                yield _read_body(body_path, provider)
+            yield from _read_dir(path, provider)
         elif path.suffix == ".json":
             yield _read_body(path, provider)
         else:
             yield from _read_lines(path)
+
+
+def _read_dir(path: Path, provider: str | None) -> Iterator[Captured | BadLine]:
+    """A directory's `*.json` bodies, then its `*.jsonl` captures, then its subdirectories."""
+    try:
+        bodies, captures, subdirs = _listing(path)
+    except OSError as exc:
+        yield BadLine(source=str(path), error=f"cannot read: {exc.strerror or exc}")
+        return
+    if not (bodies or captures or subdirs):
+        yield BadLine(source=str(path), error="no *.json bodies or *.jsonl captures here")
+    for body_path in bodies:
+        yield _read_body(body_path, provider)
+    for capture_path in captures:
+        yield from _read_lines(capture_path)
+    for subdir in subdirs:
+        yield from _read_dir(subdir, provider)
+
+
+def _listing(path: Path) -> tuple[list[Path], list[Path], list[Path]]:
+    """A directory's body files, capture files and subdirectories, sorted."""
+    entries = sorted(path.iterdir())
+    bodies = [p for p in entries if p.suffix == ".json" and p.is_file()]
+    captures = [p for p in entries if p.suffix == ".jsonl" and p.is_file()]
+    # Hidden and symlinked directories are left out: no surprises, no loops.
+    subdirs = [
+        p for p in entries if p.is_dir() and not p.is_symlink() and not p.name.startswith(".")
+    ]
+    return bodies, captures, subdirs
 
 
 def count(paths: Sequence[Path]) -> int:
@@ -111,7 +139,12 @@ def count(paths: Sequence[Path]) -> int:
     total = 0
     for path in paths:
         if path.is_dir():
-            total += sum(1 for p in path.glob("*.json") if p.is_file())
+            try:
+                bodies, captures, subdirs = _listing(path)
+            except OSError:
+                total += 1
+                continue
+            total += len(bodies) + count(captures) + count(subdirs)
         elif path.suffix == ".json":
             total += 1
         else:

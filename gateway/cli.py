@@ -11,9 +11,14 @@ from __future__ import annotations
 import argparse
 import asyncio
 import atexit
+import errno
+import logging
 import os
 import shutil
 import signal
+import socket
+import stat
+import subprocess
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -21,17 +26,22 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import FrameType
 from typing import BinaryIO
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
 import asyncpg
 
+from gateway.cli_errors import CliError, database_errors, file_errors, redact_url
 from gateway.db.embedded import start_embedded, supervise_embedded
 from gateway.db.migrate import apply_migrations
 from gateway.db.pool import init_connection
 from gateway.db.queries import DELIVERY_STATUSES, DeliveryFilter
 from gateway.logs import configure_logging
+from gateway.retention import AGE_UNITS
 from gateway.secrets import known_redactor, load_api_keys, load_secrets
 from gateway.settings import PROVIDERS, Settings, SettingsError
+
+#: Where `gateway serve` listens by default, hence what `gateway urls` prints by default.
+DEFAULT_BASE_URL = "http://127.0.0.1:8000"
 
 STATS_TABLES = (
     "campaign_templates",
@@ -44,24 +54,40 @@ STATS_TABLES = (
 )
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """All commands and flags; each flag's help names its environment variable."""
-    common = argparse.ArgumentParser(add_help=False)
-    common.add_argument(
+def _global_flags(*, defaults: bool) -> argparse.ArgumentParser:
+    """--database-url and --data-dir, for the main parser or for a subcommand.
+
+    A subcommand's parser leaves a flag it was not given unset (SUPPRESS), so
+    that `gateway --database-url X db check` keeps X: with a default there,
+    argparse would let the subcommand's default overwrite the global flag.
+    """
+    flags = argparse.ArgumentParser(add_help=False)
+    flags.add_argument(
         "--database-url",
-        default=os.environ.get("DATABASE_URL"),
+        metavar="URL",
+        default=None if defaults else argparse.SUPPRESS,
         help="PostgreSQL URL (env DATABASE_URL); unset: the embedded PostgreSQL",
     )
-    common.add_argument(
+    flags.add_argument(
         "--data-dir",
-        default=os.environ.get("GATEWAY_DATA_DIR"),
+        metavar="DIR",
+        default=None if defaults else argparse.SUPPRESS,
         help="where the embedded PostgreSQL and generated secrets live"
         " (env GATEWAY_DATA_DIR; default ./.gateway)",
     )
+    return flags
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """All commands and flags; each flag's help names its environment variable.
+
+    --database-url and --data-dir work before or after the subcommand name.
+    """
+    common = _global_flags(defaults=False)
     parser = argparse.ArgumentParser(
         prog="gateway",
         description="Webhook ingestion gateway for lemlist, Postmark and PhantomBuster.",
-        parents=[common],
+        parents=[_global_flags(defaults=True)],
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
@@ -79,7 +105,7 @@ def build_parser() -> argparse.ArgumentParser:
     seed = commands.add_parser("seed", parents=[common], help="load the sample campaign data once")
     seed.set_defaults(run=cmd_seed)
 
-    db = commands.add_parser("db", help="database checks")
+    db = commands.add_parser("db", parents=[common], help="database checks")
     db_commands = db.add_subparsers(dest="db_command", required=True, metavar="COMMAND")
     check = db_commands.add_parser("check", parents=[common], help="database, server time, version")
     check.set_defaults(run=cmd_db_check)
@@ -88,11 +114,20 @@ def build_parser() -> argparse.ArgumentParser:
     )
     stats.set_defaults(run=cmd_db_stats)
 
-    urls = commands.add_parser("urls", parents=[common], help="print each provider's webhook URL")
+    urls = commands.add_parser(
+        "urls",
+        parents=[common],
+        help="print each provider's webhook URL",
+        description="Print each provider's webhook URL with its secret (the first of"
+        " GATEWAY_SECRET_<PROVIDER>, else the one generated under --data-dir). The base URL is"
+        " --base-url, else GATEWAY_BASE_URL, else gateway serve's default; which one is said"
+        " on stderr.",
+    )
     urls.add_argument(
         "--base-url",
-        default=os.environ.get("GATEWAY_BASE_URL", "http://127.0.0.1:8000"),
-        help="the gateway's public base URL (env GATEWAY_BASE_URL; default http://127.0.0.1:8000)",
+        metavar="URL",
+        help="the gateway's public base URL, as providers reach it (env GATEWAY_BASE_URL;"
+        f" default {DEFAULT_BASE_URL}, gateway serve's default --host and --port)",
     )
     urls.set_defaults(run=cmd_urls)
 
@@ -151,7 +186,8 @@ def build_parser() -> argparse.ArgumentParser:
         "-o",
         default="-",
         metavar="FILE",
-        help="file to write (default -: standard output)",
+        help="file to write, created owner-only: it holds contact e-mails (default -: standard"
+        " output)",
     )
     export.set_defaults(run=cmd_export)
 
@@ -185,15 +221,17 @@ def build_parser() -> argparse.ArgumentParser:
         help="delete raw deliveries older than an age (events are kept)",
         description="Retention: delete stored raw deliveries received before now minus"
         " --older-than, in short batches that run safely beside ingestion. Events are"
-        " never touched. With --archive, each batch is written to a capture file and"
-        " flushed to disk before it is deleted.",
+        " never touched. It shows how many deliveries it will delete and from when to"
+        " when, then asks (on a terminal; --yes skips the question). With --archive, each"
+        " batch is written to a capture file and flushed to disk before it is deleted.",
     )
     purge.add_argument(
         "--older-than",
         required=True,
         type=_age,
         metavar="AGE",
-        help="age such as 90d, 12h or 2w (a plain number is days)",
+        help=f"age such as 90d, 12h or 2w; units: {AGE_UNITS}. `m`, months and years are"
+        " refused: write 30min, or 180d",
     )
     purge.add_argument(
         "--batch-size",
@@ -203,12 +241,24 @@ def build_parser() -> argparse.ArgumentParser:
         help="deliveries deleted per transaction (default 1000)",
     )
     purge.add_argument(
-        "--archive", type=Path, metavar="FILE", help="append purged deliveries to this capture"
+        "--archive",
+        type=Path,
+        metavar="FILE",
+        help="append purged deliveries to this capture (created owner-only: it holds contact"
+        " e-mails)",
     )
-    purge.add_argument("--dry-run", action="store_true", help="count, delete nothing")
+    purge.add_argument("--dry-run", action="store_true", help="show what it would delete")
+    purge.add_argument(
+        "--yes",
+        "-y",
+        action="store_true",
+        help="delete without asking (needed when standard input is not a terminal)",
+    )
     purge.set_defaults(run=cmd_purge)
 
-    engagement = commands.add_parser("engagement", help="machine-open and machine-click rules")
+    engagement = commands.add_parser(
+        "engagement", parents=[common], help="machine-open and machine-click rules"
+    )
     engagement_commands = engagement.add_subparsers(
         dest="engagement_command", required=True, metavar="COMMAND"
     )
@@ -313,11 +363,51 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
 
 
 def database_url(settings: Settings, *, migrate: bool = True) -> str:
-    """The configured database, or the embedded one started now; migrated unless asked not to."""
-    url = settings.database_url or start_embedded(settings.data_dir)
+    """The configured database, or the embedded one started now; migrated unless asked not to.
+
+    Any failure is one CliError saying which database (or data directory) and why.
+    """
+    url = settings.database_url
+    if url is None:
+        with file_errors(settings.data_dir, "start the embedded PostgreSQL under"):
+            try:
+                url = start_embedded(settings.data_dir)
+            except subprocess.CalledProcessError as exc:
+                raise CliError(
+                    f"cannot start the embedded PostgreSQL under {settings.data_dir}:"
+                    f" {exc.cmd[0] if exc.cmd else 'pg_ctl'} exited with {exc.returncode}"
+                ) from exc
+    elif not url.startswith(("postgresql://", "postgres://")):
+        raise CliError(f"not a postgresql:// URL: {redact_url(url)} (--database-url, DATABASE_URL)")
     if migrate:
-        apply_migrations(url)
+        with database_errors(settings):
+            apply_migrations(url)
     return url
+
+
+def check_port(host: str, port: int) -> None:
+    """Refuse, before anything is printed or started, a port that cannot be listened on.
+
+    uvicorn would otherwise fail after the banner and the database start.
+    SO_REUSEADDR as uvicorn sets it: a port held only by closed connections
+    (TIME_WAIT) is free, one with a listener is not.
+    """
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except socket.gaierror as exc:
+        raise CliError(f"cannot listen on {host}:{port}: {exc.strerror}") from exc
+    family, kind, proto, _, address = infos[0]
+    with socket.socket(family, kind, proto) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind(address)
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:
+                raise CliError(
+                    f"port {port} on {host} is already in use (another gateway serve?);"
+                    " choose another with --port"
+                ) from exc
+            raise CliError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from exc
 
 
 def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
@@ -325,6 +415,7 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
 
     from gateway.http_protocol import KEEP_ALIVE_S, GatewayHttpProtocol
 
+    check_port(args.host, args.port)
     url = database_url(settings)
     if settings.database_url is None:
         supervise_embedded(settings.data_dir)
@@ -332,6 +423,7 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     api_keys, api_key_generated = load_api_keys(settings)
     base = f"http://{args.host}:{args.port}"
     print(f"Gateway listening on {base}  (health: {base}/healthz, API docs: {base}/schema)")
+    print(f"Console: {base}/console")
     # Secrets go to a person at a terminal only, never into a log file.
     shown = sys.stdout.isatty()
     if generated and shown:
@@ -406,7 +498,8 @@ def _alive(pid: int) -> bool:
 
 def cmd_migrate(args: argparse.Namespace, settings: Settings) -> int:
     url = database_url(settings, migrate=False)
-    applied = apply_migrations(url)
+    with database_errors(settings):
+        applied = apply_migrations(url)
     print(f"applied {len(applied)} migration(s)" + (f": {', '.join(applied)}" if applied else ""))
     return 0
 
@@ -423,7 +516,8 @@ def cmd_seed(args: argparse.Namespace, settings: Settings) -> int:
         finally:
             await conn.close()
 
-    loaded = asyncio.run(run())
+    with database_errors(settings):
+        loaded = asyncio.run(run())
     counts = ", ".join(f"{n} {table}" for table, n in SEED_COUNTS.items())
     print(f"seeded: {counts}" if loaded else "sample data already present; nothing added")
     return 0
@@ -442,11 +536,8 @@ def cmd_db_check(args: argparse.Namespace, settings: Settings) -> int:
         finally:
             await conn.close()
 
-    try:
+    with database_errors(settings):
         row = asyncio.run(run())
-    except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
-        print(f"database unreachable: {type(exc).__name__}: {exc}", file=sys.stderr)
-        return 1
     print(f"Database: {row['database']}")
     print(f"Server time: {row['server_time'].isoformat()}")
     print(f"PostgreSQL version: {row['version']}")
@@ -473,7 +564,8 @@ def cmd_db_stats(args: argparse.Namespace, settings: Settings) -> int:
         finally:
             await conn.close()
 
-    size, rows, conns = asyncio.run(run())
+    with database_errors(settings):
+        size, rows, conns = asyncio.run(run())
     print(f"Database size: {size}")
     print("Rows:")
     for table, count in rows.items():
@@ -485,15 +577,35 @@ def cmd_db_stats(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def base_url(flag: str | None, settings: Settings) -> tuple[str, str]:
+    """The public base URL for webhook URLs, and where it came from."""
+    if flag:
+        chosen, source = flag, "--base-url"
+    elif settings.base_url:
+        chosen, source = settings.base_url, "GATEWAY_BASE_URL"
+    else:
+        return DEFAULT_BASE_URL, (
+            "gateway serve's default --host and --port; set GATEWAY_BASE_URL to the URL"
+            " providers reach"
+        )
+    if not chosen.startswith(("http://", "https://")) or not urlsplit(chosen).netloc:
+        raise CliError(f"{source} is not an http(s) URL: {chosen!r}")
+    return chosen.rstrip("/"), source
+
+
 def cmd_urls(args: argparse.Namespace, settings: Settings) -> int:
-    secrets, _ = load_secrets(settings)
-    for line in webhook_urls(args.base_url.rstrip("/"), secrets.by_provider):
+    base, source = base_url(args.base_url, settings)
+    with file_errors(settings.data_dir, "keep generated secrets under"):
+        secrets, _ = load_secrets(settings)
+    print(f"base URL {base} (from {source})", file=sys.stderr)
+    for line in webhook_urls(base, secrets.by_provider):
         print(line)
     return 0
 
 
 def cmd_api_key(args: argparse.Namespace, settings: Settings) -> int:
-    api_keys, _ = load_api_keys(settings)
+    with file_errors(settings.data_dir, "keep the generated API key under"):
+        api_keys, _ = load_api_keys(settings)
     print(api_keys.values[0])
     return 0
 
@@ -503,7 +615,8 @@ def cmd_replay(args: argparse.Namespace, settings: Settings) -> int:
     from gateway.progress import Progress
     from gateway.replay import replay_direct, replay_http
 
-    secrets, generated = load_secrets(settings)
+    with file_errors(settings.data_dir, "keep generated secrets under"):
+        secrets, generated = load_secrets(settings)
     if args.url and generated:
         print(
             f"gateway replay: no secret configured for {', '.join(generated)}; one was generated"
@@ -521,11 +634,12 @@ def cmd_replay(args: argparse.Namespace, settings: Settings) -> int:
     else:
         how = "into the database"
         url = database_url(settings)
-        tally = asyncio.run(
-            replay_direct(
-                items, settings, url, secrets, concurrency=args.concurrency, progress=progress
+        with database_errors(settings):
+            tally = asyncio.run(
+                replay_direct(
+                    items, settings, url, secrets, concurrency=args.concurrency, progress=progress
+                )
             )
-        )
     print(tally.render(how, time.monotonic() - started))
     return tally.exit_code
 
@@ -545,13 +659,33 @@ def cmd_export(args: argparse.Namespace, settings: Settings) -> int:
             await conn.close()
 
     if args.output == "-":
-        count = asyncio.run(run(sys.stdout.buffer))
+        with database_errors(settings):
+            count = asyncio.run(run(sys.stdout.buffer))
         sys.stdout.buffer.flush()
     else:
-        with open(args.output, "wb") as out:
+        with file_errors(args.output, "write"):
+            out = open_private(Path(args.output))
+        with out, file_errors(args.output, "write"), database_errors(settings):
             count = asyncio.run(run(out))
     print(f"exported {count} deliveries", file=sys.stderr)
     return 0
+
+
+def open_private(path: Path, *, append: bool = False) -> BinaryIO:
+    """A file readable by its owner only (0600), also when it existed before.
+
+    Exports and purge archives hold contact e-mails and raw bodies. Only a
+    regular file is chmod'ed: `-o /dev/stdout` must not change a terminal.
+    """
+    flags = os.O_WRONLY | os.O_CREAT | (os.O_APPEND if append else os.O_TRUNC)
+    fd = os.open(path, flags, 0o600)
+    try:
+        if stat.S_ISREG(os.fstat(fd).st_mode):
+            os.fchmod(fd, 0o600)
+        return os.fdopen(fd, "ab" if append else "wb")
+    except BaseException:
+        os.close(fd)
+        raise
 
 
 def cmd_reprocess(args: argparse.Namespace, settings: Settings) -> int:
@@ -577,37 +711,77 @@ def cmd_reprocess(args: argparse.Namespace, settings: Settings) -> int:
             await close_pool(pool)
 
     started = time.monotonic()
-    report = asyncio.run(run())
+    with database_errors(settings):
+        report = asyncio.run(run())
     print(report.render(dry_run=args.dry_run, seconds=time.monotonic() - started))
     return report.exit_code
 
 
 def cmd_purge(args: argparse.Namespace, settings: Settings) -> int:
     from gateway.db.pool import close_pool, create_pool
-    from gateway.retention import count_purgeable, purge_deliveries
+    from gateway.progress import Progress
+    from gateway.retention import Purgeable, count_purgeable, purge_deliveries
 
     url = database_url(settings)
     cutoff = datetime.now(UTC) - args.older_than
 
-    async def run(archive: BinaryIO | None) -> int:
+    async def measure() -> Purgeable:
         pool = await create_pool(settings, url)
         try:
-            if args.dry_run:
-                return await count_purgeable(pool, settings, cutoff)
+            return await count_purgeable(pool, settings, cutoff)
+        finally:
+            await close_pool(pool)
+
+    async def purge(archive: BinaryIO | None, total: int) -> int:
+        pool = await create_pool(settings, url)
+        try:
             return await purge_deliveries(
-                pool, settings, cutoff, batch_size=args.batch_size, archive=archive
+                pool,
+                settings,
+                cutoff,
+                batch_size=args.batch_size,
+                archive=archive,
+                progress=Progress("purge", total),
             )
         finally:
             await close_pool(pool)
 
-    if args.archive is not None and not args.dry_run:
-        with args.archive.open("ab") as archive:
-            count = asyncio.run(run(archive))
+    with database_errors(settings):
+        found = asyncio.run(measure())
+    span = (
+        f" (received from {found.oldest:%Y-%m-%d %H:%M} to {found.newest:%Y-%m-%d %H:%M} UTC)"
+        if found.oldest and found.newest
+        else ""
+    )
+    what = f"{found.deliveries} deliveries received before {cutoff:%Y-%m-%d %H:%M:%S} UTC{span}"
+    if args.dry_run or found.deliveries == 0:
+        print(f"would delete {what}; events are kept")
+        return 0
+    print(f"will delete {what}; events are kept")
+    if not args.yes and not _confirmed("Delete them?"):
+        print("nothing deleted")
+        return 1
+    if args.archive is None:
+        with database_errors(settings):
+            deleted = asyncio.run(purge(None, found.deliveries))
     else:
-        count = asyncio.run(run(None))
-    verb = "would delete" if args.dry_run else "deleted"
-    print(f"{verb} {count} deliveries received before {cutoff.isoformat()}")
+        with file_errors(args.archive, "write"):
+            archive = open_private(args.archive, append=True)
+        with archive, file_errors(args.archive, "write"), database_errors(settings):
+            deleted = asyncio.run(purge(archive, found.deliveries))
+    print(f"deleted {deleted} deliveries received before {cutoff:%Y-%m-%d %H:%M:%S} UTC")
     return 0
+
+
+def _confirmed(question: str) -> bool:
+    """Ask on the terminal; without one, refuse: nothing is deleted unasked."""
+    if not sys.stdin.isatty():
+        raise CliError("standard input is not a terminal to ask on: add --yes to delete")
+    try:
+        answer = input(f"{question} [y/N] ")
+    except EOFError:
+        return False
+    return answer.strip().lower() in {"y", "yes"}
 
 
 def cmd_engagement_refresh(args: argparse.Namespace, settings: Settings) -> int:
@@ -653,7 +827,8 @@ def cmd_erase(args: argparse.Namespace, settings: Settings) -> int:
         finally:
             await conn.close()
 
-    print(asyncio.run(run()))
+    with database_errors(settings):
+        print(asyncio.run(run()))
     return 0
 
 
@@ -697,14 +872,33 @@ def _exit_on_sigterm(signum: int, frame: FrameType | None) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the `gateway` console script."""
+    """Entry point of the `gateway` console script.
+
+    A failure the user can fix is one `error:` line on stderr and exit 1; the
+    log says only what a user needs (warnings; `serve` logs its requests'
+    outcomes), on stderr.
+    """
     signal.signal(signal.SIGTERM, _exit_on_sigterm)
     args = build_parser().parse_args(argv)
     try:
         settings = settings_from_args(args)
     except SettingsError as exc:
-        print(f"gateway: {exc}", file=sys.stderr)
+        print(f"error: {exc}", file=sys.stderr)
         return 2
-    configure_logging(settings.log_format)
+    configure_logging(
+        settings.log_format, level=logging.INFO if args.run is cmd_serve else logging.WARNING
+    )
     run: Callable[[argparse.Namespace, Settings], int] = args.run
-    return run(args, settings)
+    try:
+        return run(args, settings)
+    except CliError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except BrokenPipeError:
+        # The reader of our output went away (`gateway export | head`): not an error
+        # to report, and Python must not complain while flushing stdout at exit.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130

@@ -18,12 +18,15 @@ import os
 import secrets
 from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
+from urllib.parse import quote
 
 import msgspec
 
 from gateway.settings import PROVIDERS, Settings
 
 SECRETS_FILE = "webhook-secrets.json"
+#: What a masked secret reads as.
+MASK = "[redacted]"
 API_KEY_FILE = "api-key.json"
 #: What a secret is replaced with wherever it would be stored, logged or answered.
 REDACTED = "[redacted]"
@@ -271,3 +274,46 @@ def api_key_from_request(headers: Mapping[str, str]) -> list[str]:
     if header:
         offered.append(header)
     return offered
+
+
+class SecretMask:
+    """Masks configured secrets wherever they appear in what the API answers.
+
+    Secrets are redacted when a delivery is stored, but only where the
+    gateway knew to look (the token parameter, credential headers); a secret
+    echoed in a body (lemlist sends its hook `secret`), under another query
+    name, or in a row stored by an older version would otherwise be served.
+    Each secret is looked for as written, JSON-escaped and URL-encoded.
+    """
+
+    def __init__(self, values: Iterable[str]) -> None:
+        forms: set[str] = set()
+        for value in values:
+            if value:
+                forms |= {
+                    value,
+                    json.dumps(value)[1:-1],
+                    json.dumps(value, ensure_ascii=False)[1:-1],
+                    quote(value, safe=""),
+                }
+        # Longest first: a secret containing another is masked whole.
+        self._forms = sorted(forms, key=len, reverse=True)
+        self._raw = [form.encode() for form in self._forms]
+
+    def text(self, value: str) -> str:
+        """The text with every secret replaced by [redacted]."""
+        for form in self._forms:
+            if form in value:
+                value = value.replace(form, MASK)
+        return value
+
+    def bytes(self, value: bytes) -> bytes:
+        """The bytes with every secret (UTF-8) replaced by [redacted]."""
+        for form in self._raw:
+            if form in value:
+                value = value.replace(form, MASK.encode())
+        return value
+
+    def mapping(self, value: Mapping[str, str]) -> dict[str, str]:
+        """A stored header or query mapping, names and values masked."""
+        return {self.text(str(k)): self.text(str(v)) for k, v in value.items()}

@@ -42,6 +42,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     """Keys accepted by the management API (several for rotation); none: one is generated."""
     api_reads_open: bool = True
     """Whether `GET /api/…` answers without an API key; writes always need one."""
+    base_url: str | None = None
+    """The public base URL that `gateway urls` prints (GATEWAY_BASE_URL); None: serve's default."""
     phantombuster_api_key: str | None = None
     """Lets the gateway fetch a run's result object when the webhook lacks it."""
     phantombuster_api_base: str = "https://api.phantombuster.com/api/v2"
@@ -129,6 +131,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
             secrets=secrets,
             api_keys=api_keys,
             api_reads_open=_boolean(env, "GATEWAY_API_READS_OPEN", default=True),
+            base_url=env.get("GATEWAY_BASE_URL", "").strip() or None,
             phantombuster_api_key=env.get("PHANTOMBUSTER_API_KEY") or None,
             phantombuster_api_base=(
                 env.get("PHANTOMBUSTER_API_BASE") or "https://api.phantombuster.com/api/v2"

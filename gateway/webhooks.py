@@ -12,14 +12,17 @@ import asyncio
 import time
 from collections.abc import Callable
 from datetime import datetime
-from typing import Any, Final
+from typing import Annotated, Any, Final, Literal, cast
 
 import msgspec
 import structlog
 from litestar import Request, Response, post
 from litestar.handlers import HTTPRouteHandler
-from litestar.params import FromPath
+from litestar.openapi import ResponseSpec
+from litestar.openapi.spec import SecurityRequirement
+from litestar.params import PathParameter, QueryParameter
 
+from gateway.api.schemas import problem_spec
 from gateway.errors import (
     InvalidPayload,
     PayloadTooLarge,
@@ -46,13 +49,54 @@ OVERSIZED_PREFIX_BYTES = 4096
 MAX_RECORDED_SIZE: Final = 2**31 - 1
 
 
+AckStatus = Literal["processed", "duplicate", "unmatched", "ignored", "pending"]
+
+
 class Ack(msgspec.Struct, frozen=True, kw_only=True):
     """The answer to an accepted webhook, sent after COMMIT."""
 
     delivery_id: str
-    status: str
+    status: AckStatus
+    """processed: new events, all attached; unmatched: some with no campaign instance yet;
+    duplicate: every event was stored already; ignored: nothing for the vocabulary;
+    pending: a PhantomBuster result still to fetch."""
     events: int
+    """New events written."""
     duplicates: int
+    """Events already stored, not written again."""
+
+
+#: Either way of presenting the webhook secret.
+WEBHOOK_SECURITY: list[SecurityRequirement] = [{"webhook_token": []}, {"webhook_basic": []}]
+
+Provider = Annotated[
+    str,
+    PathParameter(
+        description="lemlist, postmark or phantombuster (anything else: 404)",
+        schema_extra={"enum": list(PROVIDERS)},
+    ),
+]
+Token = Annotated[
+    str | None,
+    QueryParameter(
+        description="The provider's webhook secret (`gateway urls` prints each URL with it);"
+        " or send it as the HTTP Basic password"
+    ),
+]
+
+WEBHOOK_RESPONSES: dict[int, ResponseSpec] = {
+    400: problem_spec(
+        "Body not JSON or not the provider's shape; `field` names the field, `delivery_id` the"
+        " delivery kept as rejected"
+    ),
+    401: problem_spec("Missing or wrong secret (`WWW-Authenticate: Basic`); nothing stored"),
+    404: problem_spec("No such provider"),
+    408: problem_spec("The body arrived too slowly; providers retry"),
+    413: problem_spec("Body over the size limit; recorded as rejected with its cause"),
+    503: problem_spec(
+        "Database unreachable or overloaded, or shutting down; retry after `Retry-After`"
+    ),
+}
 
 
 class EdgeServices:
@@ -83,9 +127,12 @@ def webhook_handler(services: EdgeServices) -> HTTPRouteHandler:
         request_max_body_size=None,
         status_code=200,
         summary="Receive a webhook",
+        description="Answered `200` only after the delivery and its events are committed.",
+        responses=WEBHOOK_RESPONSES,
+        security=WEBHOOK_SECURITY,
     )
     async def receive_webhook(
-        request: Request[Any, Any, Any], provider: FromPath[str]
+        request: Request[Any, Any, Any], provider: Provider, token: Token = None
     ) -> Response[Ack]:
         started = time.perf_counter()
         if provider not in PROVIDERS:
@@ -144,7 +191,7 @@ def webhook_handler(services: EdgeServices) -> HTTPRouteHandler:
         return Response(
             Ack(
                 delivery_id=str(outcome.delivery_id),
-                status=outcome.status,
+                status=cast(AckStatus, outcome.status),  # ingestion's outcomes, never "rejected"
                 events=outcome.events,
                 duplicates=outcome.duplicates,
             )

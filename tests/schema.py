@@ -15,6 +15,10 @@ MIGRATIONS: tuple[str, ...] = (
     "0004_read_api_indexes",
     "0005_ingest_function",
     "0006_event_campaign_key",
+    "0007_identity_progression",
+    "0008_merge_split_people",
+    "0009_lean_write_path",
+    "0010_search_indexes",
 )
 
 #: Every index of the gateway's tables (primary keys and unique constraints included).
@@ -55,6 +59,7 @@ INDEXES: dict[str, frozenset[str]] = {
     "campaign_enrollments": frozenset(
         {
             "campaign_enrollments_pkey",
+            "idx_campaign_enrollments_email",
             "idx_campaign_enrollments_instance_enrolled",
             "idx_campaign_enrollments_instance_status",
             "idx_campaign_enrollments_next_action",
@@ -66,25 +71,24 @@ INDEXES: dict[str, frozenset[str]] = {
     "campaign_events": frozenset(
         {
             "campaign_events_pkey",
+            "idx_campaign_events_campaign_key",
             "idx_campaign_events_delivery",
             "idx_campaign_events_enrollment",
             "idx_campaign_events_instance_time",
+            "idx_campaign_events_machine",
             "idx_campaign_events_timestamp",
-            "idx_campaign_events_type",
             "idx_campaign_events_unmatched",
             "idx_campaign_events_unmatched_key",
             "idx_campaign_events_unmatched_time",
             "uq_campaign_events_provider_event",
         }
     ),
-    "enrollment_event_firsts": frozenset(
-        {"enrollment_event_firsts_pkey", "idx_enrollment_event_firsts_instance"}
-    ),
+    "instance_keys": frozenset({"instance_keys_pkey", "idx_instance_keys_instance"}),
+    "contact_keys": frozenset({"contact_keys_pkey", "idx_contact_keys_enrollment"}),
     "webhook_deliveries": frozenset(
         {
             "webhook_deliveries_pkey",
             "idx_webhook_deliveries_received",
-            "idx_webhook_deliveries_provider_received",
             "idx_webhook_deliveries_status_received",
         }
     ),

@@ -24,12 +24,18 @@ from gateway.api import (
 )
 from gateway.api.auth import API_KEY, api_key_guard
 from gateway.api.deps import ManageDb, ReadDb
-from gateway.secrets import ApiKeys
+from gateway.api.query import QueryRules
+from gateway.secrets import ApiKeys, SecretMask
 from gateway.settings import Settings
 
 
-def api_router(settings: Settings, api_keys: ApiKeys) -> Router:
-    """Every API endpoint, wired to the pool and fetcher the lifespan puts on `app.state`."""
+def api_router(
+    settings: Settings, api_keys: ApiKeys, mask: SecretMask, query_rules: QueryRules
+) -> Router:
+    """Every API endpoint, wired to the pool and fetcher the lifespan puts on `app.state`.
+
+    `query_rules` must learn the app's routes once it is built (`create_app`).
+    """
 
     def provide_db(state: State) -> ReadDb:
         return ReadDb(state.pool, settings)
@@ -54,13 +60,20 @@ def api_router(settings: Settings, api_keys: ApiKeys) -> Router:
             enrollments.enroll_contacts,
             enrollments.list_enrollments,
             events.list_events,
+            events.list_unmatched,
             deliveries.list_deliveries,
+            deliveries.get_delivery,
+            deliveries.reprocess_delivery,
             alerts.list_alerts,
         ],
         dependencies={
             "db": Provide(provide_db, sync_to_thread=False),
             "writer": Provide(provide_writer, sync_to_thread=False),
+            "mask": Provide(lambda: mask, sync_to_thread=False, use_cache=True),
         },
-        guards=[api_key_guard(api_keys, reads_open=settings.api_reads_open)],
+        guards=[
+            api_key_guard(api_keys, reads_open=settings.api_reads_open),
+            query_rules.guard(),
+        ],
         security=None if settings.api_reads_open else API_KEY,
     )

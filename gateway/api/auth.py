@@ -33,6 +33,19 @@ SECURITY_SCHEMES: dict[str, SecurityScheme | Reference] = {
         security_scheme_in="header",
         description="The API key in the X-API-Key header",
     ),
+    "webhook_token": SecurityScheme(
+        type="apiKey",
+        name="token",
+        security_scheme_in="query",
+        description="A webhook's secret in its URL (lemlist and PhantomBuster can only send"
+        " it there); `gateway urls` prints each URL with it",
+    ),
+    "webhook_basic": SecurityScheme(
+        type="http",
+        scheme="basic",
+        description="A webhook's secret as the HTTP Basic password, any user name (Postmark"
+        " puts `user:secret@` in its webhook URL)",
+    ),
 }
 #: Either scheme will do.
 API_KEY: list[SecurityRequirement] = [{"bearer": []}, {"api_key": []}]

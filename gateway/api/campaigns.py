@@ -12,6 +12,15 @@ from litestar.di import NamedDependency
 from litestar.params import FromPath, FromQuery
 
 from gateway.api.deps import ReadDb
+from gateway.api.params import (
+    DEFAULT_LIMIT,
+    Cursor,
+    Limit,
+    cut_page,
+    decode_cursor,
+    distinct,
+    either,
+)
 from gateway.api.schemas import (
     Counters,
     Instance,
@@ -28,15 +37,22 @@ from gateway.db import reads
 from gateway.errors import NotFound
 
 
-@get("/campaigns/templates", summary="List campaign templates", responses=problems(400))
+@get(
+    "/campaigns/templates",
+    summary="List campaign templates",
+    description="Repeat `type` or `path_type` to select any of their values.",
+    responses=problems(400),
+)
 async def list_templates(
     db: NamedDependency[ReadDb],
-    type: FromQuery[TemplateType | None] = None,  # named as the query parameter
-    path_type: FromQuery[PathType | None] = None,
-    is_active: FromQuery[bool | None] = None,
+    type: FromQuery[list[TemplateType] | None] = None,  # named as the query parameter
+    path_type: FromQuery[list[PathType] | None] = None,
+    is_active: FromQuery[list[bool] | None] = None,
 ) -> TemplateList:
     async with db.connection() as conn:
-        rows = await reads.list_templates(conn, type, path_type, is_active)
+        rows = await reads.list_templates(
+            conn, distinct(type), distinct(path_type), either(is_active)
+        )
     return TemplateList(items=[Template(**row) for row in rows])
 
 
@@ -56,17 +72,24 @@ async def get_template(db: NamedDependency[ReadDb], template_id: FromPath[UUID])
 
 @get(
     "/campaigns/instances",
-    summary="List campaign instances with their counters",
+    summary="Campaign instances with their counters, newest first, in keyset pages",
+    description="Repeat `status` or `template_id` to select any of their values.",
     responses=problems(400),
 )
 async def list_instances(
     db: NamedDependency[ReadDb],
-    status: FromQuery[InstanceStatus | None] = None,
-    template_id: FromQuery[UUID | None] = None,
+    status: FromQuery[list[InstanceStatus] | None] = None,
+    template_id: FromQuery[list[UUID] | None] = None,
+    cursor: Cursor = None,
+    limit: Limit = DEFAULT_LIMIT,
 ) -> InstanceList:
+    after = decode_cursor(cursor)
     async with db.connection() as conn:
-        rows = await reads.list_instances(conn, status, template_id)
-    return InstanceList(items=[instance_from_row(row) for row in rows])
+        rows = await reads.list_instances(
+            conn, distinct(status), distinct(template_id), after, limit + 1
+        )
+    page, next_cursor = cut_page(rows, limit, "created_at")
+    return InstanceList(items=[instance_from_row(row) for row in page], next_cursor=next_cursor)
 
 
 @get(

@@ -5,16 +5,17 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from contextlib import AbstractAsyncContextManager
 from typing import Final, TypeVar
+from uuid import UUID
 
 from asyncpg import Record
 
 from gateway.api.schemas import Attach
-from gateway.db import manage
+from gateway.db import manage, reads
 from gateway.db.pool import Connection, Pool, connection, transaction
 from gateway.errors import BadRequest, Unavailable
 from gateway.fetch import ResultFetcher
 from gateway.ingest import REFUSED, RETRIES, RETRYABLE
-from gateway.reprocess import Cursor, Reprocessor
+from gateway.reprocess import Cursor, Report, Reprocessor
 from gateway.settings import Settings
 
 T = TypeVar("T")
@@ -90,3 +91,30 @@ class ManageDb(ReadDb):
             remaining=remaining,
             error=report.error,
         )
+
+    async def reprocess(self, delivery_id: UUID) -> tuple[str, Report, Record] | None:
+        """Normalize one stored delivery again with the reprocessor of `gateway reprocess`.
+
+        Returns its status before, what reprocessing did, and its row after;
+        None when no such delivery exists. Idempotent: the reprocessor writes
+        only what is missing and updates the row only when its outcome differs.
+        """
+        before: list[str] = []
+
+        async def page(conn: Connection, after: Cursor | None, limit: int) -> list[Record]:
+            row = None if after is not None else await reads.get_delivery(conn, delivery_id)
+            if row is None:
+                return []
+            before.append(row["status"])
+            return [row]
+
+        report = await Reprocessor(self._pool, self._settings, self._fetcher).run_pages(page)
+        if report.error is not None:
+            raise Unavailable(report.error)
+        if not before:
+            return None
+        async with self.connection() as conn:
+            row = await reads.get_delivery(conn, delivery_id)
+        if row is None:  # purged meanwhile
+            return None
+        return before[0], report, row

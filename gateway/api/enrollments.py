@@ -18,7 +18,7 @@ from litestar.params import FromPath, FromQuery, JSONBody
 
 from gateway.api.auth import API_KEY
 from gateway.api.deps import ManageDb, ReadDb
-from gateway.api.params import DEFAULT_LIMIT, Cursor, Limit, cut_page, decode_cursor
+from gateway.api.params import DEFAULT_LIMIT, Cursor, Limit, cut_page, decode_cursor, distinct
 from gateway.api.schemas import (
     Enrolled,
     EnrollIn,
@@ -85,13 +85,13 @@ async def enroll_contacts(
 async def list_enrollments(
     db: NamedDependency[ReadDb],
     instance_id: FromPath[UUID],
-    status: FromQuery[EnrollmentStatus | None] = None,
+    status: FromQuery[list[EnrollmentStatus] | None] = None,
     cursor: Cursor = None,
     limit: Limit = DEFAULT_LIMIT,
 ) -> EnrollmentPage:
     after = decode_cursor(cursor)
     async with db.connection() as conn:
-        rows = await reads.list_enrollments(conn, instance_id, status, after, limit + 1)
+        rows = await reads.list_enrollments(conn, instance_id, distinct(status), after, limit + 1)
         if not rows and await reads.get_instance(conn, instance_id) is None:
             raise NotFound(f"no campaign instance {instance_id}")
     page, next_cursor = cut_page(rows, limit, "enrolled_at")

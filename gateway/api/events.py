@@ -1,4 +1,4 @@
-"""`GET /api/events`: normalized events, filtered, in keyset pages."""
+"""`GET /api/events`: normalized events, filtered, in keyset pages; `GET /api/unmatched`."""
 
 from __future__ import annotations
 
@@ -17,9 +17,20 @@ from gateway.api.params import (
     To,
     cut_page,
     decode_cursor,
+    distinct,
+    either,
     time_range,
 )
-from gateway.api.schemas import Channel, Event, EventPage, EventType, Provider, problems
+from gateway.api.schemas import (
+    Channel,
+    Event,
+    EventPage,
+    EventType,
+    Provider,
+    UnmatchedKey,
+    UnmatchedList,
+    problems,
+)
 from gateway.db import reads
 
 
@@ -27,31 +38,34 @@ from gateway.db import reads
     "/events",
     summary="Events in (timestamp, id) order, filtered, in keyset pages",
     description=(
-        "`unmatched=true` lists events no campaign instance claims yet. Pages stay exact while"
+        "Repeat a filter to select any of its values (`event_type=opened&event_type=clicked`)."
+        " `unmatched=true` lists events no campaign instance claims yet. Pages stay exact while"
         " events arrive: each starts strictly after the previous page's last event."
     ),
     responses=problems(400),
 )
 async def list_events(
     db: NamedDependency[ReadDb],
-    instance_id: FromQuery[UUID | None] = None,
-    enrollment_id: FromQuery[UUID | None] = None,
-    provider: FromQuery[Provider | None] = None,
-    channel: FromQuery[Channel | None] = None,
-    event_type: FromQuery[EventType | None] = None,
-    unmatched: FromQuery[bool | None] = None,
+    instance_id: FromQuery[list[UUID] | None] = None,
+    enrollment_id: FromQuery[list[UUID] | None] = None,
+    delivery_id: FromQuery[list[UUID] | None] = None,
+    provider: FromQuery[list[Provider] | None] = None,
+    channel: FromQuery[list[Channel] | None] = None,
+    event_type: FromQuery[list[EventType] | None] = None,
+    unmatched: FromQuery[list[bool] | None] = None,
     from_: From = None,
     to: To = None,
     cursor: Cursor = None,
     limit: Limit = DEFAULT_LIMIT,
 ) -> EventPage:
     where = reads.EventFilter(
-        instance_id=instance_id,
-        enrollment_id=enrollment_id,
-        provider=provider,
-        channel=channel,
-        event_type=event_type,
-        unmatched=unmatched,
+        instance_ids=distinct(instance_id),
+        enrollment_ids=distinct(enrollment_id),
+        delivery_ids=distinct(delivery_id),
+        providers=distinct(provider),
+        channels=distinct(channel),
+        event_types=distinct(event_type),
+        unmatched=either(unmatched),
         period=time_range(from_, to),
     )
     after = decode_cursor(cursor)
@@ -59,3 +73,22 @@ async def list_events(
         rows = await reads.list_events(conn, where, after, limit + 1)
     page, next_cursor = cut_page(rows, limit, "timestamp")
     return EventPage(items=[Event(**row) for row in page], next_cursor=next_cursor)
+
+
+@get(
+    "/unmatched",
+    summary="Provider campaign keys whose events no campaign instance claims yet",
+    description=(
+        "Per provider and campaign key: the events stored without an instance, the deliveries"
+        " that wrote them, and when the first and last happened, the most recently active"
+        " first. Map a key onto an instance (`PATCH /api/campaigns/instances/{id}` with its"
+        " `provider_config`) and its events attach."
+    ),
+    responses=problems(400),
+)
+async def list_unmatched(
+    db: NamedDependency[ReadDb], provider: FromQuery[list[Provider] | None] = None
+) -> UnmatchedList:
+    async with db.connection() as conn:
+        rows = await reads.list_unmatched(conn, distinct(provider))
+    return UnmatchedList(items=[UnmatchedKey(**row) for row in rows])

@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import base64
 import binascii
+from collections.abc import Sequence
 from datetime import UTC, datetime, tzinfo
-from typing import Annotated
+from typing import Annotated, TypeVar
 from uuid import UUID
 
 import msgspec
@@ -24,6 +25,8 @@ from gateway.errors import BadRequest
 
 DEFAULT_LIMIT = 100
 MAX_LIMIT = 1000
+
+T = TypeVar("T")
 
 From = Annotated[
     str | None,
@@ -63,7 +66,7 @@ def time_range(start: str | None, end: str | None, zone: tzinfo = UTC) -> TimeRa
 
 
 def _moment(text: str | None, field: str, zone: tzinfo) -> datetime | None:
-    """An ISO 8601 date or date-time as an aware datetime (in `zone` unless it says otherwise)."""
+    """An ISO 8601 date or date-time as a UTC datetime (in `zone` unless it says otherwise)."""
     if text is None:
         return None
     try:
@@ -72,11 +75,36 @@ def _moment(text: str | None, field: str, zone: tzinfo) -> datetime | None:
         raise BadRequest(
             f"`{field}` must be an ISO 8601 date or date-time, not {text!r}", field=field
         ) from exc
-    aware = moment if moment.tzinfo is not None else moment.replace(tzinfo=zone)
+    utc = in_utc(moment if moment.tzinfo is not None else moment.replace(tzinfo=zone))
+    if utc is None:
+        raise BadRequest(f"`{field}` is out of range once in UTC: {text!r}", field=field)
+    return utc
+
+
+def in_utc(moment: datetime) -> datetime | None:
+    """The moment in UTC (naive: taken as UTC); None when UTC has no such moment.
+
+    `0001-01-01T00:00:00+05:00` is before the first moment Python (and the
+    database driver) can hold in UTC, `9999-12-31T23:59:59-05:00` after the
+    last: such a value is the client's mistake, never a 500.
+    """
+    if moment.tzinfo is None:
+        return moment.replace(tzinfo=UTC)
     try:
-        return aware.astimezone(UTC)
-    except OverflowError as exc:  # year 1 or 9999 moved across midnight UTC
-        raise BadRequest(f"`{field}` is out of range: {text!r}", field=field) from exc
+        return moment.astimezone(UTC)
+    except OverflowError:
+        return None
+
+
+def distinct(values: Sequence[T] | None) -> tuple[T, ...] | None:
+    """A repeated filter's values, each once, in order; None when the filter was not given."""
+    return tuple(dict.fromkeys(values)) if values else None
+
+
+def either(values: Sequence[bool] | None) -> bool | None:
+    """A repeated boolean filter: one value filters, both (or none) leave it open."""
+    chosen = set(values or ())
+    return chosen.pop() if len(chosen) == 1 else None
 
 
 def encode_cursor(at: datetime, row_id: UUID) -> str:
@@ -94,9 +122,10 @@ def decode_cursor(cursor: str | None) -> Key | None:
         at, row_id = _decode_key(raw)
     except (binascii.Error, ValueError, msgspec.DecodeError) as exc:
         raise BadRequest("`cursor` is not a cursor this API returned", field="cursor") from exc
-    if at.tzinfo is None:
+    utc = in_utc(at) if at.tzinfo is not None else None
+    if utc is None:
         raise BadRequest("`cursor` is not a cursor this API returned", field="cursor")
-    return Key(at, row_id)
+    return Key(utc, row_id)
 
 
 def cut_page(rows: list[Record], limit: int, time_column: str) -> tuple[list[Record], str | None]:

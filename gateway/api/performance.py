@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Iterable
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, timedelta
 from enum import IntEnum
 from typing import Annotated, NamedTuple, get_args
 from uuid import UUID
@@ -61,6 +61,7 @@ PROVIDERS: tuple[Provider, ...] = get_args(Provider)
 #: The longest daily series answered (ten years of days).
 MAX_DAYS = 3660
 _TICK = timedelta(microseconds=1)
+_FIRST_MOMENT = datetime.min.replace(tzinfo=UTC)
 UTC_ZONE = "UTC"
 
 Tz = Annotated[
@@ -412,8 +413,18 @@ def _step_order(key: tuple[Channel, int | None]) -> tuple[str, bool, int]:
 
 def _days(period: reads.TimeRange, seen: set[date], zone: ZoneInfo) -> list[date]:
     """Every day (in `zone`) of the range; an open side ends at the first or last event's day."""
-    first = period.start.astimezone(zone).date() if period.start else min(seen, default=None)
-    last = (period.end - _TICK).astimezone(zone).date() if period.end else max(seen, default=None)
+    try:
+        first = period.start.astimezone(zone).date() if period.start else min(seen, default=None)
+        if period.end is None:
+            last = max(seen, default=None)
+        elif period.end > _FIRST_MOMENT:
+            last = (period.end - _TICK).astimezone(zone).date()
+        else:  # `to` at the first moment there is: nothing lies before it
+            return []
+    except OverflowError as exc:  # year 1 or 9999 moved into the zone
+        raise BadRequest(
+            "`from` or `to` falls outside the calendar in that time zone", field="tz"
+        ) from exc
     if first is None or last is None or first > last:
         return []
     if (last - first).days >= MAX_DAYS:

@@ -7,6 +7,7 @@ open object: its known keys are checked (`ProviderKeys`), others are kept.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import date, datetime
 from typing import Annotated, Any, Literal
 from uuid import UUID
@@ -46,7 +47,24 @@ LinkedinEventType = Literal[
     "replied",
     "failed",
 ]
-EventType = EmailEventType | LinkedinEventType
+#: Every event type once: `replied` and `failed` exist on both channels, and
+#: a union of the two channel enums would make OpenAPI's `oneOf` refuse them.
+EventType = Literal[
+    "sent",
+    "delivered",
+    "opened",
+    "clicked",
+    "replied",
+    "bounced",
+    "unsubscribed",
+    "spam_complaint",
+    "failed",
+    "profile_visited",
+    "connection_requested",
+    "connection_accepted",
+    "message_sent",
+    "voice_message_sent",
+]
 DeliveryStatus = Literal[
     "processed", "duplicate", "unmatched", "ignored", "rejected", "pending", "failed"
 ]
@@ -79,12 +97,18 @@ _PROBLEMS: dict[int, ResponseSpec] = {
     401: _problem("No valid API key (`Authorization: Bearer …` or `X-API-Key`)"),
     404: _problem("Nothing with that id"),
     409: _problem("The change contradicts the current state; `detail` says why"),
+    503: _problem("The database is unreachable or overloaded; retry after `Retry-After` seconds"),
 }
 
 
 def problems(*statuses: int) -> dict[int, ResponseSpec]:
-    """The OpenAPI description of a handler's error answers."""
-    return {status: _PROBLEMS[status] for status in statuses}
+    """The OpenAPI description of a handler's error answers; every API call may get a 503."""
+    return {status: _PROBLEMS[status] for status in (*statuses, 503)}
+
+
+def problem_spec(description: str) -> ResponseSpec:
+    """A problem-JSON answer described for OpenAPI (the webhook's own statuses)."""
+    return _problem(description)
 
 
 class Template(msgspec.Struct, frozen=True, kw_only=True):
@@ -168,9 +192,10 @@ class Instance(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class InstanceList(msgspec.Struct, frozen=True, kw_only=True):
-    """Instances, newest first (hundreds at most: not paged)."""
+    """A page of instances, newest first; pass `next_cursor` as `cursor` (null: no more now)."""
 
     items: list[Instance]
+    next_cursor: str | None
 
 
 class HumanUnique(msgspec.Struct, frozen=True, kw_only=True):
@@ -343,6 +368,8 @@ class Event(msgspec.Struct, frozen=True, kw_only=True):
     channel: Channel
     provider: Provider
     provider_event_id: str
+    campaign_key: str | None
+    """The provider's campaign key (lemlist campaignId, Postmark Tag, PhantomBuster agentId)."""
     step_number: int | None
     timestamp: datetime
     metadata: dict[str, Any]
@@ -383,6 +410,63 @@ class DeliveryPage(msgspec.Struct, frozen=True, kw_only=True):
     next_cursor: str | None
 
 
+#: The most events `GET /api/deliveries/{id}` lists; `/api/events?delivery_id=` pages the rest.
+DELIVERY_EVENTS_SHOWN = 1000
+
+
+class DeliveryDetail(Delivery, frozen=True, kw_only=True, omit_defaults=True):
+    """One stored delivery with its body and the events it wrote.
+
+    Exactly one of `body` (the body when it is JSON) and `body_base64` (when it
+    is not) is present. Configured secrets are masked in the body, headers and
+    query, wherever they appear.
+    """
+
+    body: Any | UnsetType = UNSET
+    """The body as JSON, when it parses."""
+    body_base64: str | UnsetType = UNSET
+    """The exact body bytes, base64, when they are not JSON."""
+    body_truncated: bool
+    """Only a prefix was kept (the body was over the size limit)."""
+    events: list[Event]
+    """The events this delivery wrote, in (timestamp, id) order, at most 1000."""
+    events_total: int
+    """How many events it wrote; page them with `/api/events?delivery_id=`."""
+
+
+class Reprocessed(msgspec.Struct, frozen=True, kw_only=True):
+    """What normalizing a stored delivery again did; a second call changes nothing."""
+
+    delivery: Delivery
+    """The delivery with its outcome after reprocessing."""
+    before: DeliveryStatus
+    """Its status before."""
+    changed: bool
+    """Whether its stored outcome changed."""
+    new_events: int
+    events_attached: int
+    """Events of it that were unmatched and now have their enrollment."""
+
+
+class UnmatchedKey(msgspec.Struct, frozen=True, kw_only=True):
+    """A provider campaign key whose events no campaign instance claims yet."""
+
+    provider: Provider
+    campaign_key: str | None
+    """Null: events whose provider named no campaign (a Postmark message without a Tag)."""
+    events: int
+    deliveries: int
+    """The stored deliveries that wrote them (what an attach reprocesses)."""
+    first_event_at: datetime
+    last_event_at: datetime
+
+
+class UnmatchedList(msgspec.Struct, frozen=True, kw_only=True):
+    """Unmatched campaign keys, the most recently active first."""
+
+    items: list[UnmatchedKey]
+
+
 class Enrollment(msgspec.Struct, frozen=True, kw_only=True):
     """One contact in an instance, with where it stands in the sequence."""
 
@@ -414,6 +498,40 @@ class EnrollmentPage(msgspec.Struct, frozen=True, kw_only=True):
 # Request bodies of the management API.
 
 INT4_MAX = 2**31 - 1
+#: The deepest a free-form JSON object (`settings`, `provider_config`,
+#: `metadata`) may nest. Anything stored must read back: a value nested
+#: close to the interpreter's recursion limit would decode when written and
+#: fail on every later read.
+MAX_JSON_DEPTH = 32
+
+
+def json_depth(value: object) -> int:
+    """How deep a decoded JSON value nests (a scalar is 0, `{}` is 1).
+
+    Walked with a stack, not recursion, so any depth is measured safely.
+    """
+    deepest = 0
+    stack: list[tuple[object, int]] = [(value, 0)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, dict):
+            children: Iterable[object] = item.values()
+        elif isinstance(item, list):
+            children = item
+        else:
+            continue
+        deepest = max(deepest, depth + 1)
+        stack.extend((child, depth + 1) for child in children)
+    return deepest
+
+
+def check_depth(**fields: object) -> None:
+    """Refuse a free-form JSON field nested deeper than MAX_JSON_DEPTH (a 400 naming it)."""
+    for name, value in fields.items():
+        if json_depth(value) > MAX_JSON_DEPTH:
+            raise ValueError(f"`{name}` is nested deeper than {MAX_JSON_DEPTH} levels")
+
+
 #: The most contacts one enrollment request takes.
 MAX_CONTACTS = 1000
 #: The most steps a sequence holds.
@@ -471,6 +589,9 @@ class TemplateIn(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_field
     email_sequences: Annotated[list[EmailStepIn], Meta(max_length=MAX_STEPS)] = []
     linkedin_sequences: Annotated[list[LinkedinStepIn], Meta(max_length=MAX_STEPS)] = []
 
+    def __post_init__(self) -> None:
+        check_depth(settings=self.settings)
+
 
 class ProviderKeys(msgspec.Struct, frozen=True, kw_only=True):
     """The keys of `provider_config` the gateway reads, typed; other keys pass through."""
@@ -512,6 +633,9 @@ class InstanceIn(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_field
     provider_config: ProviderConfig = {}
     settings: dict[str, Any] = {}
 
+    def __post_init__(self) -> None:
+        check_depth(provider_config=self.provider_config, settings=self.settings)
+
 
 class InstancePatch(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     """What to change in an instance; absent fields stay.
@@ -525,6 +649,9 @@ class InstancePatch(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fi
     status: InstanceStatus | UnsetType = UNSET
     provider_config: ProviderConfig | UnsetType = UNSET
     settings: dict[str, Any] | UnsetType = UNSET
+
+    def __post_init__(self) -> None:
+        check_depth(provider_config=self.provider_config, settings=self.settings)
 
 
 class Attach(msgspec.Struct, frozen=True, kw_only=True):
@@ -559,6 +686,9 @@ class ContactIn(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields
     contact_id: Annotated[str, Meta(max_length=500)] | None = None
     """The contact's id in your CRM, kept as given."""
     metadata: dict[str, Any] = {}
+
+    def __post_init__(self) -> None:
+        check_depth(metadata=self.metadata)
 
 
 class EnrollIn(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):

@@ -85,4 +85,7 @@ WHERE id IN (
 RETURNING id, provider, received_at, body, headers, query, fetched_body, fetched_from;
 
 -- name: count_purgeable
-SELECT count(*) FROM webhook_deliveries WHERE received_at < $1;
+-- What a purge would delete, shown before it asks: how many, from when to when.
+SELECT count(*) AS count, min(received_at) AS oldest, max(received_at) AS newest
+FROM webhook_deliveries
+WHERE received_at < $1;

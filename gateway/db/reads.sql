@@ -11,8 +11,8 @@ SELECT t.id, t.name, t.description, t.type, t.path_type, t.settings, t.is_active
            AS email_steps,
        (SELECT count(*) FROM linkedin_sequences s WHERE s.template_id = t.id) AS linkedin_steps
 FROM campaign_templates t
-WHERE ($1::text IS NULL OR t.type = $1)
-  AND ($2::text IS NULL OR t.path_type = $2)
+WHERE ($1::text[] IS NULL OR t.type = ANY ($1))
+  AND ($2::text[] IS NULL OR t.path_type = ANY ($2))
   AND ($3::boolean IS NULL OR t.is_active = $3)
 ORDER BY t.created_at, t.id;
 
@@ -41,13 +41,19 @@ FROM campaign_templates t
 WHERE t.id = $1;
 
 -- name: list_instances
+-- A page of instances, newest first: (created_at, id) descending after a
+-- keyset cursor ($3, $4; NULL: the first page). Instances are hundreds, not
+-- millions: no index is needed beyond the table itself.
 SELECT i.id, i.template_id, i.name, i.status, i.provider_config, i.settings,
        i.total_enrolled, i.total_sent, i.total_opened, i.total_clicked, i.total_replied,
        i.started_at, i.paused_at, i.completed_at, i.created_at, i.updated_at
 FROM campaign_instances i
-WHERE ($1::text IS NULL OR i.status = $1)
-  AND ($2::uuid IS NULL OR i.template_id = $2)
-ORDER BY i.created_at DESC, i.id;
+WHERE ($1::text[] IS NULL OR i.status = ANY ($1))
+  AND ($2::uuid[] IS NULL OR i.template_id = ANY ($2))
+  AND (i.created_at, i.id) < (coalesce($3::timestamptz, 'infinity'),
+                              coalesce($4::uuid, 'ffffffff-ffff-ffff-ffff-ffffffffffff'))
+ORDER BY i.created_at DESC, i.id DESC
+LIMIT $5;
 
 -- name: get_instance
 SELECT i.id, i.template_id, i.name, i.status, i.provider_config, i.settings,
@@ -170,7 +176,8 @@ GROUP BY 1, 2;
 -- A page of events; gateway/db/reads.py appends the filters and the keyset
 -- (`AND …` fragments), then `ORDER BY e.timestamp, e.id LIMIT n`.
 SELECT e.id, e.instance_id, e.enrollment_id, e.delivery_id, e.event_type, e.channel,
-       e.provider, e.provider_event_id, e.step_number, e.timestamp, e.metadata, e.created_at
+       e.provider, e.provider_event_id, e.campaign_key, e.step_number, e.timestamp, e.metadata,
+       e.created_at
 FROM campaign_events e
 WHERE true
 
@@ -188,7 +195,7 @@ CROSS JOIN LATERAL (
            w.events_written, w.duplicates, w.body_size, w.headers, w.query, w.fetched_from
     FROM webhook_deliveries w
     WHERE w.status = s.status
-      AND ($2::text IS NULL OR w.provider = $2)
+      AND ($2::text[] IS NULL OR w.provider = ANY ($2))
       AND w.received_at >= coalesce($3::timestamptz, '-infinity')
       AND w.received_at < coalesce($4::timestamptz, 'infinity')
       AND (w.received_at, w.id) > (coalesce($5::timestamptz, '-infinity'),
@@ -208,11 +215,98 @@ SELECT e.id, e.instance_id, e.contact_id, e.contact_email, e.linkedin_url, e.sta
        e.completed_at, e.created_at, e.updated_at
 FROM campaign_enrollments e
 WHERE e.instance_id = $1
-  AND ($2::text IS NULL OR e.status = $2)
+  AND ($2::text[] IS NULL OR e.status = ANY ($2))
   AND (e.enrolled_at, e.id) > (coalesce($3::timestamptz, '-infinity'),
                                coalesce($4::uuid, '00000000-0000-0000-0000-000000000000'))
 ORDER BY e.enrolled_at, e.id
 LIMIT $5;
+
+-- name: search_keys
+-- What a business key ($1) names, each list cut at $2 entries: the deliveries
+-- that wrote an event with it as provider event id (the dedup key
+-- uq_campaign_events_provider_event, one probe per provider), as campaign key
+-- (migration 0010's (campaign_key, delivery_id): an index-only range), or for
+-- a lead with it as e-mail (migration 0010's (lower(contact_email)), then the
+-- enrollments' events); and those enrollments. gateway/db/reads.py decides
+-- from the sizes how to page the deliveries (search_deliveries).
+SELECT array(SELECT e.delivery_id
+             FROM campaign_events e
+             WHERE e.provider = ANY ('{lemlist,postmark,phantombuster}'::text[])
+               AND e.provider_event_id = $1::text) AS by_event_id,
+       array(SELECT e.delivery_id
+             FROM campaign_events e
+             WHERE e.campaign_key = $1::text
+             LIMIT $2) AS by_campaign_key,
+       array(SELECT e.delivery_id
+             FROM campaign_enrollments n
+             JOIN campaign_events e ON e.enrollment_id = n.id
+             WHERE lower(n.contact_email) = lower($1::text)
+             LIMIT $2) AS by_email,
+       array(SELECT n.id
+             FROM campaign_enrollments n
+             WHERE lower(n.contact_email) = lower($1::text)) AS enrollments;
+
+-- name: search_deliveries
+-- A page of searched deliveries; gateway/db/reads.py appends which ones
+-- (`AND w.id = ANY (…)`, or an EXISTS over each delivery's own events), the
+-- keyset and the order. The filters are those of list_deliveries.
+SELECT w.id, w.provider, w.received_at, w.processed_at, w.status, w.cause,
+       w.events_written, w.duplicates, w.body_size, w.headers, w.query, w.fetched_from
+FROM webhook_deliveries w
+WHERE w.status = ANY ($1::text[])
+  AND ($2::text[] IS NULL OR w.provider = ANY ($2))
+  AND w.received_at >= coalesce($3::timestamptz, '-infinity')
+  AND w.received_at < coalesce($4::timestamptz, 'infinity')
+
+-- name: list_deliveries_newest
+-- list_deliveries newest first, for a log view: the same walks of
+-- idx_webhook_deliveries_status_received, backwards, and a page starts
+-- strictly before the cursor ($5, $6).
+SELECT d.*
+FROM unnest($1::text[]) AS s (status)
+CROSS JOIN LATERAL (
+    SELECT w.id, w.provider, w.received_at, w.processed_at, w.status, w.cause,
+           w.events_written, w.duplicates, w.body_size, w.headers, w.query, w.fetched_from
+    FROM webhook_deliveries w
+    WHERE w.status = s.status
+      AND ($2::text[] IS NULL OR w.provider = ANY ($2))
+      AND w.received_at >= coalesce($3::timestamptz, '-infinity')
+      AND w.received_at < coalesce($4::timestamptz, 'infinity')
+      AND (w.received_at, w.id) < (coalesce($5::timestamptz, 'infinity'),
+                                   coalesce($6::uuid, 'ffffffff-ffff-ffff-ffff-ffffffffffff'))
+    ORDER BY w.received_at DESC, w.id DESC
+    LIMIT $7
+) d
+ORDER BY d.received_at DESC, d.id DESC
+LIMIT $7;
+
+-- name: get_delivery
+-- One stored delivery with everything reprocessing reads (body, fetched result).
+SELECT w.id, w.provider, w.received_at, w.processed_at, w.status, w.cause,
+       w.events_written, w.duplicates, w.body_size, w.headers, w.query, w.fetched_from,
+       w.body, w.fetched_body
+FROM webhook_deliveries w
+WHERE w.id = $1;
+
+-- name: count_delivery_events
+SELECT count(*) FROM campaign_events WHERE delivery_id = $1;
+
+-- name: list_unmatched
+-- The provider campaign keys whose events no campaign instance claims (the
+-- definition `POST …/attach` uses: no enrollment and no instance), with how
+-- many events each has and when the first and last happened. Reads the
+-- partial index of unmatched events (provider, campaign_key), so the cost
+-- follows the unmatched events, not the whole table. A NULL key is events
+-- whose provider named no campaign (a Postmark message without a Tag).
+SELECT e.provider, e.campaign_key, count(*) AS events,
+       count(DISTINCT e.delivery_id) AS deliveries,
+       min(e.timestamp) AS first_event_at, max(e.timestamp) AS last_event_at
+FROM campaign_events e
+WHERE e.enrollment_id IS NULL
+  AND e.instance_id IS NULL
+  AND ($1::text[] IS NULL OR e.provider = ANY ($1))
+GROUP BY e.provider, e.campaign_key
+ORDER BY max(e.timestamp) DESC, e.provider, e.campaign_key;
 
 -- name: provider_last_delivery
 -- Freshness for /metrics: per provider, when its newest stored delivery that was

@@ -1115,7 +1115,12 @@ async def test_openapi_documents_the_management_api(client: Client) -> None:
             content = operation["responses"][str(status)]["content"]["application/problem+json"]
             assert content["schema"]["$ref"].endswith("/Problem"), (path, status)
     assert "security" not in paths[TEMPLATES]["get"]  # reads open by default
-    assert set(document["components"]["securitySchemes"]) == {"bearer", "api_key"}
+    assert set(document["components"]["securitySchemes"]) == {
+        "bearer",
+        "api_key",
+        "webhook_token",  # the webhooks' own secrets (POST /webhooks/{provider})
+        "webhook_basic",
+    }
     schemas = document["components"]["schemas"]
     assert {"TemplateIn", "InstanceIn", "InstancePatch", "EnrollIn", "EnrollmentPage"} <= set(
         schemas

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import io
 import json
+import re
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -15,6 +16,7 @@ from gateway.capture import parse_line
 from gateway.db.pool import Pool
 from gateway.fetch import ResultFetcher
 from gateway.ingest import Delivery, Ingestor
+from gateway.progress import Progress
 from gateway.retention import count_purgeable, parse_age, purge_deliveries
 from gateway.settings import Settings
 from tests.conftest import fixture_body
@@ -51,11 +53,18 @@ async def test_purge_deletes_old_deliveries_only_and_keeps_events(
     recent = [delivery(100 + n, timedelta(days=1)) for n in range(5)]
     await asyncio.gather(*(ingestor.ingest(d) for d in old + recent))
     cutoff = NOW - timedelta(days=90)
-    assert await count_purgeable(clean_db, settings, cutoff) == 25
+    found = await count_purgeable(clean_db, settings, cutoff)
+    assert found.deliveries == 25
+    assert (found.oldest, found.newest) == (NOW - timedelta(days=124), NOW - timedelta(days=100))
 
     archive = io.BytesIO()
-    deleted = await purge_deliveries(clean_db, settings, cutoff, batch_size=10, archive=archive)
+    shown = io.StringIO()
+    progress = Progress("purge", found.deliveries, stream=shown, interval_s=0)
+    deleted = await purge_deliveries(
+        clean_db, settings, cutoff, batch_size=10, archive=archive, progress=progress
+    )
     assert deleted == 25
+    assert shown.getvalue().splitlines()[-1].startswith("purge 25/25 (100%)")
     kept = {r["id"] for r in await clean_db.fetch("SELECT id FROM webhook_deliveries")}
     assert kept == {d.id for d in recent}
     assert await clean_db.fetchval("SELECT count(*) FROM campaign_events") == 30
@@ -88,16 +97,35 @@ async def test_purge_runs_beside_ingestion(
         ("12h", timedelta(hours=12)),
         ("2w", timedelta(weeks=2)),
         ("7", timedelta(days=7)),
-        ("30m", timedelta(minutes=30)),
+        ("30min", timedelta(minutes=30)),
+        ("45s", timedelta(seconds=45)),
+        ("3 days", timedelta(days=3)),
+        ("1 week", timedelta(weeks=1)),
+        ("36 hours", timedelta(hours=36)),
     ],
 )
 def test_parse_age(text: str, age: timedelta) -> None:
     assert parse_age(text) == age
 
 
-@pytest.mark.parametrize("text", ["", "d", "-3d", "1y", "3 days"])
+@pytest.mark.parametrize("text", ["", "d", "-3d", "3 fortnights", "1.5d"])
 def test_parse_age_refuses(text: str) -> None:
     with pytest.raises(ValueError, match="not an age"):
+        parse_age(text)
+
+
+@pytest.mark.parametrize(
+    ("text", "hint"),
+    [
+        ("6m", "ambiguous (minutes or months?): write 6min, or 180d"),
+        ("6mo", "write 180d"),
+        ("2 months", "write 60d"),
+        ("1y", "write 365d"),
+    ],
+)
+def test_parse_age_refuses_units_without_one_meaning(text: str, hint: str) -> None:
+    """`6m` once deleted everything older than six minutes for a user who meant months."""
+    with pytest.raises(ValueError, match=re.escape(hint)):
         parse_age(text)
 
 

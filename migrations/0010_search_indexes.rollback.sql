@@ -1,0 +1,2 @@
+DROP INDEX idx_campaign_enrollments_email;
+DROP INDEX idx_campaign_events_campaign_key;
