@@ -160,6 +160,14 @@ async def test_the_edges_of_the_calendar_still_answer(client: Client, clean_db: 
     assert response.json()["daily"] == []
     response = await client.get(performance, params={"from": "9999-12-31T23:59:59Z"})
     assert response.status_code == 200, response.text
+    # Moved into a time zone, the first or last UTC day leaves the calendar.
+    for params in (
+        {"from": "0001-01-01T00:00:00Z", "to": "0001-01-02T00:00:00Z", "tz": "America/New_York"},
+        {"from": "9999-12-30T00:00:00Z", "to": "9999-12-31T23:59:59Z", "tz": "Asia/Tokyo"},
+    ):
+        response = await client.get(performance, params=params)
+        assert response.status_code == 400, (params, response.text)
+        assert response.json()["field"] == "tz"
     for path in ("/api/events", "/api/deliveries"):
         for params in (
             {"from": "0001-01-01T00:00:00-05:00"},
