@@ -46,6 +46,33 @@ def _json(event: Any, **_: Any) -> str:
     return msgspec.json.encode(event, enc_hook=str).decode()
 
 
+class _Output:
+    """How structlog's lines are rendered and from which level, as configured last.
+
+    Loggers are cached on first use (a webhook's line costs no lookup), so
+    they reach the configuration through this one object: configuring again
+    (another format, another level) applies to loggers already in use.
+    """
+
+    def __init__(self) -> None:
+        self.level = logging.INFO
+        self.renderer: Any = structlog.processors.JSONRenderer(serializer=_json)
+
+    def admit(self, logger: Any, method: str, event: Any) -> Any:
+        """The first processor: a line below the level goes no further."""
+        if _LEVELS.get(method, logging.INFO) < self.level:
+            raise structlog.DropEvent
+        return event
+
+    def render(self, logger: Any, method: str, event: Any) -> Any:
+        return self.renderer(logger, method, event)
+
+
+_LEVELS = logging.getLevelNamesMapping() | {"warn": logging.WARNING, "exception": logging.ERROR}
+_LEVELS = {name.lower(): number for name, number in _LEVELS.items()}
+_OUTPUT = _Output()
+
+
 def configure_logging(log_format: Literal["json", "console"], level: int = logging.INFO) -> None:
     """Route structlog and stdlib logging through one renderer."""
     shared: list[Any] = [
@@ -59,10 +86,16 @@ def configure_logging(log_format: Literal["json", "console"], level: int = loggi
         if log_format == "json"
         else structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty())
     )
+    _OUTPUT.level, _OUTPUT.renderer = level, renderer
     structlog.configure(
-        processors=[*shared, structlog.processors.format_exc_info, renderer],
+        processors=[
+            _OUTPUT.admit,
+            *shared,
+            structlog.processors.format_exc_info,
+            _OUTPUT.render,
+        ],
         logger_factory=_stderr_logger,
-        wrapper_class=structlog.make_filtering_bound_logger(level),
+        wrapper_class=structlog.BoundLogger,
         cache_logger_on_first_use=True,
     )
     handler = logging.StreamHandler(sys.stderr)

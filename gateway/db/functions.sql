@@ -245,8 +245,13 @@ BEGIN
            array_agg(h.id ORDER BY ev.n)
     INTO instance_ids, enrollment_ids
     FROM ev
-    LEFT JOIN campaign_enrollments h ON h.id = ev.enrollment_hint
-    LEFT JOIN campaign_instances hi ON hi.id = ev.instance_hint
+    LEFT JOIN LATERAL (
+        SELECT e.id, e.instance_id FROM campaign_enrollments e
+        WHERE e.id = ev.enrollment_hint OFFSET 0
+    ) h ON true
+    LEFT JOIN LATERAL (
+        SELECT i.id FROM campaign_instances i WHERE i.id = ev.instance_hint OFFSET 0
+    ) hi ON true
     LEFT JOIN keyed kd ON kd.provider = ev.provider AND kd.campaign_key = ev.campaign_key;
 END
 $$;
@@ -271,54 +276,51 @@ $$;
 -- carries (or the enrollment the provider named); `unknown` none; `unsettled`
 -- several, or one lacking an identifier the event carries; `none` when the
 -- event has no instance or no identifier. `enrollment_id` is the oldest match.
+-- Everything is looked up per event (LATERAL, fenced with OFFSET 0 so the
+-- planner keeps it a probe per event): linear in the batch.
 CREATE OR REPLACE FUNCTION classify_contacts(
     p_instance uuid[], p_hinted uuid[], p_email text[], p_urls text[], p_only integer[]
 ) RETURNS TABLE (n integer, kind text, enrollment_id uuid)
 LANGUAGE sql STABLE
 AS $$
-    WITH ev AS (
-        SELECT t.n::integer AS n, t.instance_id, t.hinted, t.email, t.urls
-        FROM unnest(p_instance, p_hinted, p_email, p_urls)
-            WITH ORDINALITY AS t (instance_id, hinted, email, urls, n)
-        WHERE p_only IS NULL OR t.n = ANY (p_only)
-    ),
-    keyed AS (
-        SELECT ev.n, ev.instance_id, k.key
-        FROM ev
-        CROSS JOIN LATERAL contact_lookup_keys(ev.email, ev.urls) AS k
-        WHERE ev.hinted IS NULL AND ev.instance_id IS NOT NULL
-    ),
-    wanted AS (
-        SELECT kd.n, bool_or(kd.key LIKE 'e:%') AS by_email, bool_or(kd.key LIKE 'l:%') AS by_key
-        FROM keyed kd
-        GROUP BY kd.n
-    ),
-    found AS (
-        SELECT m.n, array_agg(e.id ORDER BY e.created_at, e.id) AS ids,
-               bool_and(e.contact_email IS NOT NULL) AS all_email,
-               bool_and(e.linkedin_key IS NOT NULL) AS all_key
-        FROM (
-            SELECT DISTINCT kd.n, c.enrollment_id
-            FROM keyed kd
-            JOIN contact_keys c ON c.instance_id = kd.instance_id AND c.key = kd.key
-        ) m
-        JOIN campaign_enrollments e ON e.id = m.enrollment_id
-        GROUP BY m.n
-    )
-    SELECT ev.n,
+    SELECT ev.n::integer,
            CASE
                WHEN ev.hinted IS NOT NULL THEN 'found'
-               WHEN w.n IS NULL THEN 'none'
-               WHEN f.n IS NULL THEN 'unknown'
+               WHEN ev.instance_id IS NULL OR cardinality(k.keys) = 0 THEN 'none'
+               WHEN f.ids IS NULL THEN 'unknown'
                WHEN cardinality(f.ids) > 1
-                    OR (w.by_email AND NOT f.all_email)
-                    OR (w.by_key AND NOT f.all_key) THEN 'unsettled'
+                    OR (k.by_email AND NOT f.all_email)
+                    OR (k.by_key AND NOT f.all_key) THEN 'unsettled'
                ELSE 'found'
            END,
            coalesce(ev.hinted, f.ids[1])
-    FROM ev
-    LEFT JOIN wanted w ON w.n = ev.n
-    LEFT JOIN found f ON f.n = ev.n
+    FROM unnest(p_instance, p_hinted, p_email, p_urls)
+        WITH ORDINALITY AS ev (instance_id, hinted, email, urls, n)
+    CROSS JOIN LATERAL (
+        SELECT coalesce(array_agg(c.key), '{}') AS keys,
+               coalesce(bool_or(c.key LIKE 'e:%'), false) AS by_email,
+               coalesce(bool_or(c.key LIKE 'l:%'), false) AS by_key
+        FROM contact_lookup_keys(ev.email, ev.urls) AS c
+    ) k
+    LEFT JOIN LATERAL (
+        SELECT array_agg(e.id ORDER BY e.created_at, e.id) AS ids,
+               bool_and(e.contact_email IS NOT NULL) AS all_email,
+               bool_and(e.linkedin_key IS NOT NULL) AS all_key
+        FROM (
+            SELECT DISTINCT c.enrollment_id
+            FROM unnest(k.keys) AS w (key)
+            CROSS JOIN LATERAL (
+                SELECT c.enrollment_id FROM contact_keys c
+                WHERE c.instance_id = ev.instance_id AND c.key = w.key OFFSET 0
+            ) c
+        ) m
+        CROSS JOIN LATERAL (
+            SELECT e.id, e.created_at, e.contact_email, e.linkedin_key
+            FROM campaign_enrollments e WHERE e.id = m.enrollment_id OFFSET 0
+        ) e
+        WHERE ev.hinted IS NULL AND ev.instance_id IS NOT NULL
+    ) f ON true
+    WHERE p_only IS NULL OR ev.n = ANY (p_only)
 $$;
 
 -- Merge enrollments of one instance that are one person into `survivor`
@@ -455,6 +457,11 @@ DECLARE
     found uuid[];
     made uuid;
     merged record;
+    people bigint[];
+    instances bigint[];
+    -- At most this many person locks in one transaction (the lock table holds
+    -- max_locks_per_transaction, 64 by default, per connection on average).
+    PERSON_LOCKS_MAX CONSTANT integer := 256;
 BEGIN
     delta_instance := '{}'; delta_enrolled := '{}'; delta_sent := '{}';
     delta_opened := '{}'; delta_clicked := '{}'; delta_replied := '{}';
@@ -467,17 +474,28 @@ BEGIN
 
     -- Whoever enrolls, completes or merges a person holds that person's
     -- identifiers (transaction advisory locks, taken in one order before any
-    -- other lock of this transaction, so no deadlock), then looks again.
+    -- other lock of this transaction, so no deadlock), then looks again. A
+    -- batch naming more people than the lock table should hold for one
+    -- transaction (a PhantomBuster run of thousands of rows) takes its
+    -- instances' locks exclusively instead; the others take them shared.
     IF cardinality(unknown) + cardinality(unsettled) > 0 THEN
         again := unknown || unsettled;
-        PERFORM pg_advisory_xact_lock(l.h)
-        FROM (
-            SELECT DISTINCT hashtextextended(p_instance[k]::text || ' ' || c.key, 0) AS h
-            FROM unnest(again) AS k
-            CROSS JOIN LATERAL contact_lookup_keys(p_email[k], p_urls[k]) AS c
-            WHERE p_instance[k] IS NOT NULL
-            ORDER BY 1
-        ) l;
+        SELECT coalesce(array_agg(DISTINCT l.person ORDER BY l.person), '{}'),
+               coalesce(array_agg(DISTINCT l.instance ORDER BY l.instance), '{}')
+        INTO people, instances
+        FROM unnest(again) AS k
+        CROSS JOIN LATERAL contact_lookup_keys(p_email[k], p_urls[k]) AS c
+        CROSS JOIN LATERAL (
+            SELECT hashtextextended(p_instance[k]::text || ' ' || c.key, 0) AS person,
+                   hashtextextended(p_instance[k]::text, 0) AS instance
+        ) l
+        WHERE p_instance[k] IS NOT NULL;
+        IF cardinality(people) > PERSON_LOCKS_MAX THEN
+            PERFORM pg_advisory_xact_lock(h) FROM unnest(instances) AS h;
+        ELSE
+            PERFORM pg_advisory_xact_lock_shared(h) FROM unnest(instances) AS h;
+            PERFORM pg_advisory_xact_lock(h) FROM unnest(people) AS h;
+        END IF;
         SELECT coalesce(array_agg(c.n) FILTER (WHERE c.kind = 'unknown'), '{}'),
                coalesce(array_agg(c.n) FILTER (WHERE c.kind = 'unsettled'), '{}'),
                coalesce(array_agg(c.n) FILTER (WHERE c.kind = 'found'), '{}'),
@@ -493,13 +511,15 @@ BEGIN
         WITH made AS (
             INSERT INTO campaign_enrollments (instance_id, contact_email, linkedin_url, status,
                                               provider_config)
-            SELECT u.instance_id, u.email, u.url, 'active', ci.provider_config
+            SELECT u.instance_id, u.email, u.url, 'active', u.config
             FROM (
                 SELECT p_instance[k] AS instance_id, p_email[k] AS email,
-                       nullif(split_part(p_urls[k], E'\n', 1), '') AS url, k
+                       nullif(split_part(p_urls[k], E'\n', 1), '') AS url, k,
+                       (SELECT ci.provider_config FROM campaign_instances ci
+                        WHERE ci.id = p_instance[k]) AS config
                 FROM unnest(unknown) AS k
             ) u
-            JOIN campaign_instances ci ON ci.id = u.instance_id
+            WHERE u.config IS NOT NULL
             ORDER BY (u.email IS NOT NULL AND u.url IS NOT NULL) DESC, u.instance_id,
                      lower(u.email), u.url, u.k
             ON CONFLICT DO NOTHING
@@ -668,10 +688,15 @@ DECLARE
     t_instance uuid[] := '{}';
     t_enrollment uuid[] := '{}';
     t_hinted uuid[];
+    t_email text[];
+    t_urls text[];
     contacts record;
     owners uuid[] := '{}';
     owner_new integer[] := '{}';
     owner_unmatched boolean[] := '{}';
+    d_new integer[] := array_fill(0, ARRAY[cardinality(d_id)]);
+    d_unmatched boolean[] := array_fill(false, ARRAY[cardinality(d_id)]);
+    pos integer;
     c_instance uuid[] := '{}';
     c_enrolled integer[] := '{}';
     c_sent integer[] := '{}';
@@ -683,7 +708,20 @@ BEGIN
         SELECT r.instance_ids, r.enrollment_ids INTO t_instance, t_hinted
         FROM resolve_instances(ev_provider, ev_campaign_key, ev_instance_hint,
                                ev_enrollment_hint) r;
-        SELECT * INTO contacts FROM resolve_contacts(t_instance, t_hinted, ev_email, ev_urls);
+        -- An event stored and attached already (a redelivery, a cumulative
+        -- PhantomBuster result) changes nothing: its contact is not resolved.
+        SELECT array_agg(CASE WHEN s.attached THEN NULL ELSE v.email END ORDER BY v.n),
+               array_agg(CASE WHEN s.attached THEN NULL ELSE v.urls END ORDER BY v.n)
+        INTO t_email, t_urls
+        FROM unnest(ev_provider, ev_key, ev_email, ev_urls)
+            WITH ORDINALITY AS v (provider, key, email, urls, n)
+        CROSS JOIN LATERAL (
+            SELECT EXISTS (
+                SELECT 1 FROM campaign_events c
+                WHERE c.provider = v.provider AND c.provider_event_id = v.key
+                  AND c.enrollment_id IS NOT NULL) AS attached
+        ) s;
+        SELECT * INTO contacts FROM resolve_contacts(t_instance, t_hinted, t_email, t_urls);
         t_enrollment := contacts.enrollment_ids;
 
         WITH written AS (
@@ -716,21 +754,26 @@ BEGIN
             WHERE w.enrollment_id IS NOT NULL
             GROUP BY w.enrollment_id
         ),
-        -- Only enrollments whose state moves are locked and written: state
-        -- only grows (bits, step, first reply), so what the snapshot already
-        -- holds cannot be undone by a concurrent writer, and a row that a
-        -- concurrent writer moved far enough meanwhile drops out when its
-        -- lock is granted (the condition is checked again on the new row).
+        -- Only enrollments whose state moves are locked (in id order) and
+        -- written: state only grows (bits, step, first reply), so what the
+        -- snapshot already holds cannot be undone by a concurrent writer, and
+        -- a row that a concurrent writer moved far enough meanwhile drops out
+        -- when its lock is granted (the condition is checked on the new row).
         before AS (
-            SELECT e.id, e.event_mask, t.bits, t.step, t.replied_at
-            FROM campaign_enrollments e
-            JOIN touched t ON t.enrollment_id = e.id
-            WHERE e.event_mask | t.bits <> e.event_mask
-               OR t.step > e.current_step
-               OR t.replied_at < coalesce(e.replied_at, 'infinity')
-            ORDER BY e.id
-            FOR NO KEY UPDATE OF e
+            SELECT x.*
+            FROM (SELECT * FROM touched ORDER BY enrollment_id) t
+            CROSS JOIN LATERAL (
+                SELECT e.ctid AS tid, e.event_mask, t.bits, t.step, t.replied_at
+                FROM campaign_enrollments e
+                WHERE e.id = t.enrollment_id
+                  AND (e.event_mask | t.bits <> e.event_mask
+                       OR t.step > e.current_step
+                       OR t.replied_at < coalesce(e.replied_at, 'infinity'))
+                FOR NO KEY UPDATE
+            ) x
         ),
+        -- The rows just locked, by their physical address: a TID scan, with
+        -- no plan to choose.
         moved AS (
             UPDATE campaign_enrollments e SET
                 event_mask = e.event_mask | b.bits,
@@ -742,7 +785,7 @@ BEGIN
                                                        e.completed_at),
                 updated_at = now()
             FROM before b
-            WHERE e.id = b.id
+            WHERE e.ctid = b.tid
             RETURNING e.instance_id, b.event_mask AS old_mask, e.event_mask AS new_mask
         ),
         counted AS (
@@ -770,22 +813,29 @@ BEGIN
                    || coalesce((SELECT array_agg(c.replied) FROM counted c), '{}')
         INTO owners, owner_new, owner_unmatched,
              c_instance, c_enrolled, c_sent, c_opened, c_clicked, c_replied;
+        -- What each delivery's events did, in the deliveries' order. An event
+        -- attached now keeps the delivery that first stored it, which may be
+        -- of an earlier batch: this batch's delivery of it is a duplicate.
+        FOR k IN 1..cardinality(owners) LOOP
+            pos := array_position(d_id, owners[k]);
+            CONTINUE WHEN pos IS NULL;
+            d_new[pos] := owner_new[k];
+            d_unmatched[pos] := owner_unmatched[k];
+        END LOOP;
     END IF;
 
     RETURN QUERY
     WITH outcomes AS (
         SELECT d.*,
                coalesce(d.given_status,
-                        CASE WHEN coalesce(p.new_events, 0) = 0 THEN 'duplicate'
-                             WHEN p.unmatched THEN 'unmatched'
-                             ELSE 'processed' END) AS final_status,
-               coalesce(p.new_events, 0) AS new_events
+                        CASE WHEN d.new_events = 0 THEN 'duplicate'
+                             WHEN d.unmatched THEN 'unmatched'
+                             ELSE 'processed' END) AS final_status
         FROM unnest(d_id, d_provider, d_received_at, d_body, d_body_size, d_headers, d_query,
-                    d_status, d_cause, d_events, d_fetched_body, d_fetched_from)
+                    d_status, d_cause, d_events, d_fetched_body, d_fetched_from, d_new,
+                    d_unmatched)
             AS d (id, provider, received_at, body, body_size, headers, query, given_status,
-                  given_cause, events, fetched_body, fetched_from)
-        LEFT JOIN unnest(owners, owner_new, owner_unmatched) AS p (owner, new_events, unmatched)
-            ON p.owner = d.id
+                  given_cause, events, fetched_body, fetched_from, new_events, unmatched)
     ),
     final AS (
         SELECT o.*,

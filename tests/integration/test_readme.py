@@ -89,10 +89,41 @@ def performance(answer: Any) -> None:
 
 
 def february(answer: Any) -> None:
+    """February in the instance's own time zone (settings.timezone: Europe/Madrid)."""
     february_figures(answer)
-    assert (answer["from"], answer["to"]) == ("2025-02-01T00:00:00Z", "2025-03-01T00:00:00Z")
+    assert answer["tz"] == "Europe/Madrid"
+    assert (answer["from"], answer["to"]) == ("2025-01-31T23:00:00Z", "2025-02-28T23:00:00Z")
     days = [d["day"] for d in answer["daily"]]
     assert len(days) == 28 and days[0] == "2025-02-01" and days[-1] == "2025-02-28"
+
+
+def in_tokyo(answer: Any) -> None:
+    february_figures(answer)
+    assert answer["tz"] == "Asia/Tokyo"
+
+
+def sarah(answer: Any) -> None:
+    """The seed's events came without raw deliveries: a search finds no delivery."""
+    assert answer["items"] == []
+
+
+def live_instances(answer: Any) -> None:
+    """Active and paused, newest first, two per page: the seed has exactly those two."""
+    assert [i["id"] for i in answer["items"]] == [INSTANCE, ACTIVE]
+
+
+def unmatched_keys(answer: Any) -> None:
+    [key] = answer["items"]
+    assert (key["provider"], key["campaign_key"], key["events"]) == (
+        "lemlist",
+        "cam_nobody_maps",
+        1,
+    )
+
+
+def alerts(answer: Any) -> None:
+    """The seeded active instance's providers have been silent since 2025."""
+    assert {a["instance_id"] for a in answer["items"]} == {ACTIVE}
 
 
 def email_events(answer: Any) -> None:
@@ -125,6 +156,11 @@ CHECKS: dict[str, Callable[[Any], None]] = {
     f"/api/campaigns/instances/{INSTANCE}": one_instance,
     f"/api/campaigns/instances/{INSTANCE}/performance": performance,
     f"/api/campaigns/instances/{INSTANCE}/performance?from=2025-02-01&to=2025-03-01": february,
+    f"/api/campaigns/instances/{INSTANCE}/performance?tz=Asia/Tokyo": in_tokyo,
+    "/api/deliveries?q=sarah.chen%40brightwave-example.io": sarah,
+    "/api/campaigns/instances?status=active&status=paused&limit=2": live_instances,
+    "/api/unmatched": unmatched_keys,
+    "/api/alerts": alerts,
     f"/api/events?instance_id={INSTANCE}&channel=email&limit=50": email_events,
     "/api/events?unmatched=true": unmatched_events,
     "/api/deliveries?status=rejected&status=unmatched": attention,
