@@ -56,7 +56,6 @@ FETCH_HOPS: Final = 2
 RETRYABLE: Final = (
     asyncpg.DeadlockDetectedError,
     asyncpg.SerializationError,
-    asyncpg.ForeignKeyViolationError,  # an enrollment deleted (merged) under us: resolve again
     asyncpg.UniqueViolationError,  # a concurrent batch enrolled the same person: resolve again
 )
 #: Errors caused by a value the database refuses: the input's fault.

@@ -110,7 +110,7 @@ async def pool(database_url: str) -> AsyncIterator[Pool]:
 
 
 TABLES = (
-    "campaign_events, campaign_enrollments, instance_keys, campaign_instances, "
+    "campaign_events, contact_keys, campaign_enrollments, instance_keys, campaign_instances, "
     "linkedin_sequences, email_sequences, campaign_templates, webhook_deliveries"
 )
 

@@ -19,6 +19,7 @@ MIGRATIONS: tuple[str, ...] = (
     "0008_merge_split_people",
     "0009_lean_write_path",
     "0010_search_indexes",
+    "0011_events_lock_their_enrollments",
 )
 
 #: Every index of the gateway's tables (primary keys and unique constraints included).

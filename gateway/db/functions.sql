@@ -211,6 +211,18 @@ BEGIN
 END
 $$;
 
+-- Deleting enrollments takes their events and contact keys with them
+-- (migration 0011: neither holds a foreign key to its enrollment, whose check
+-- cost a query per row written; write_batch() locks what it attaches to).
+CREATE OR REPLACE FUNCTION delete_enrollment_events() RETURNS trigger
+LANGUAGE plpgsql AS $$
+BEGIN
+    DELETE FROM campaign_events e USING gone g WHERE e.enrollment_id = g.id;
+    DELETE FROM contact_keys k USING gone g WHERE k.enrollment_id = g.id;
+    RETURN NULL;
+END
+$$;
+
 -- For each event (in array order): its instance and its hinted enrollment.
 -- Postmark's Metadata.enrollment_id names the enrollment (and so its
 -- instance); else Metadata.instance_id names the instance; else the
@@ -271,7 +283,24 @@ AS $$
         JOIN contact_keys c ON c.instance_id = p_instance AND c.key = k.key)
 $$;
 
--- What the identifiers of each event (or of the events numbered `p_only`)
+-- A mask of `total` booleans, true at the given positions: which events a
+-- second look concerns (an array lookup per event, where `= ANY` would scan
+-- the list for each of thousands of events).
+CREATE OR REPLACE FUNCTION picked(positions integer[], total integer) RETURNS boolean[]
+LANGUAGE plpgsql IMMUTABLE
+AS $$
+DECLARE
+    mask boolean[] := array_fill(false, ARRAY[total]);
+    k integer;
+BEGIN
+    FOREACH k IN ARRAY positions LOOP
+        mask[k] := true;
+    END LOOP;
+    RETURN mask;
+END
+$$;
+
+-- What the identifiers of each event (or of the events `p_pick` marks true)
 -- name: `found` one enrollment that has every kind of identifier the event
 -- carries (or the enrollment the provider named); `unknown` none; `unsettled`
 -- several, or one lacking an identifier the event carries; `none` when the
@@ -279,7 +308,7 @@ $$;
 -- Everything is looked up per event (LATERAL, fenced with OFFSET 0 so the
 -- planner keeps it a probe per event): linear in the batch.
 CREATE OR REPLACE FUNCTION classify_contacts(
-    p_instance uuid[], p_hinted uuid[], p_email text[], p_urls text[], p_only integer[]
+    p_instance uuid[], p_hinted uuid[], p_email text[], p_urls text[], p_pick boolean[]
 ) RETURNS TABLE (n integer, kind text, enrollment_id uuid)
 LANGUAGE sql STABLE
 AS $$
@@ -320,7 +349,7 @@ AS $$
         ) e
         WHERE ev.hinted IS NULL AND ev.instance_id IS NOT NULL
     ) f ON true
-    WHERE p_only IS NULL OR ev.n = ANY (p_only)
+    WHERE p_pick IS NULL OR p_pick[ev.n]
 $$;
 
 -- Merge enrollments of one instance that are one person into `survivor`
@@ -459,9 +488,16 @@ DECLARE
     merged record;
     people bigint[];
     instances bigint[];
+    made_in uuid[];
     -- At most this many person locks in one transaction (the lock table holds
     -- max_locks_per_transaction, 64 by default, per connection on average).
     PERSON_LOCKS_MAX CONSTANT integer := 256;
+    total CONSTANT integer := cardinality(p_instance);
+    -- Which events a step concerns, as a mask: computed into a variable
+    -- before the query (inlined, classify_contacts would evaluate an
+    -- expression argument once per event), and read by position, where a
+    -- subscript into the text arrays would walk them from the start.
+    mask boolean[];
 BEGIN
     delta_instance := '{}'; delta_enrolled := '{}'; delta_sent := '{}';
     delta_opened := '{}'; delta_clicked := '{}'; delta_replied := '{}';
@@ -470,7 +506,7 @@ BEGIN
            coalesce(array_agg(c.n) FILTER (WHERE c.kind = 'unknown'), '{}'),
            coalesce(array_agg(c.n) FILTER (WHERE c.kind = 'unsettled'), '{}')
     INTO enrollment_ids, unknown, unsettled
-    FROM classify_contacts(p_instance, p_hinted, p_email, p_urls, NULL) c;
+    FROM classify_contacts(p_instance, p_hinted, p_email, p_urls, NULL::boolean[]) c;
 
     -- Whoever enrolls, completes or merges a person holds that person's
     -- identifiers (transaction advisory locks, taken in one order before any
@@ -480,70 +516,87 @@ BEGIN
     -- instances' locks exclusively instead; the others take them shared.
     IF cardinality(unknown) + cardinality(unsettled) > 0 THEN
         again := unknown || unsettled;
+        mask := picked(again, total);
         SELECT coalesce(array_agg(DISTINCT l.person ORDER BY l.person), '{}'),
                coalesce(array_agg(DISTINCT l.instance ORDER BY l.instance), '{}')
         INTO people, instances
-        FROM unnest(again) AS k
-        CROSS JOIN LATERAL contact_lookup_keys(p_email[k], p_urls[k]) AS c
+        FROM unnest(p_instance, p_email, p_urls) WITH ORDINALITY AS v (instance_id, email, urls, n)
+        CROSS JOIN LATERAL contact_lookup_keys(v.email, v.urls) AS c
         CROSS JOIN LATERAL (
-            SELECT hashtextextended(p_instance[k]::text || ' ' || c.key, 0) AS person,
-                   hashtextextended(p_instance[k]::text, 0) AS instance
+            SELECT hashtextextended(v.instance_id::text || ' ' || c.key, 0) AS person,
+                   hashtextextended(v.instance_id::text, 0) AS instance
         ) l
-        WHERE p_instance[k] IS NOT NULL;
+        WHERE mask[v.n] AND v.instance_id IS NOT NULL;
         IF cardinality(people) > PERSON_LOCKS_MAX THEN
             PERFORM pg_advisory_xact_lock(h) FROM unnest(instances) AS h;
         ELSE
             PERFORM pg_advisory_xact_lock_shared(h) FROM unnest(instances) AS h;
             PERFORM pg_advisory_xact_lock(h) FROM unnest(people) AS h;
         END IF;
-        SELECT coalesce(array_agg(c.n) FILTER (WHERE c.kind = 'unknown'), '{}'),
-               coalesce(array_agg(c.n) FILTER (WHERE c.kind = 'unsettled'), '{}'),
-               coalesce(array_agg(c.n) FILTER (WHERE c.kind = 'found'), '{}'),
-               coalesce(array_agg(c.enrollment_id) FILTER (WHERE c.kind = 'found'), '{}')
-        INTO unknown, unsettled, again, found
-        FROM classify_contacts(p_instance, p_hinted, p_email, p_urls, again) c;
-        FOR k IN 1..cardinality(again) LOOP
-            enrollment_ids[again[k]] := found[k];
-        END LOOP;
     END IF;
 
+    -- New people, enrolled together, each with an id chosen here, so that the
+    -- rows that made it tell which events they belong to. An event whose
+    -- person another row of the batch (or a concurrent batch, before the
+    -- locks) enrolled meanwhile looks again below.
     IF cardinality(unknown) > 0 THEN
-        WITH made AS (
-            INSERT INTO campaign_enrollments (instance_id, contact_email, linkedin_url, status,
-                                              provider_config)
-            SELECT u.instance_id, u.email, u.url, 'active', u.config
-            FROM (
-                SELECT p_instance[k] AS instance_id, p_email[k] AS email,
-                       nullif(split_part(p_urls[k], E'\n', 1), '') AS url, k,
-                       (SELECT ci.provider_config FROM campaign_instances ci
-                        WHERE ci.id = p_instance[k]) AS config
-                FROM unnest(unknown) AS k
-            ) u
-            WHERE u.config IS NOT NULL
-            ORDER BY (u.email IS NOT NULL AND u.url IS NOT NULL) DESC, u.instance_id,
-                     lower(u.email), u.url, u.k
+        mask := picked(unknown, total);
+        -- Joining the batch's candidates with what was inserted: both are the
+        -- batch, never a table, so a hash join is right whatever the sizes.
+        PERFORM set_config('enable_hashjoin', 'on', true);
+        WITH candidate AS (
+            SELECT v.n::integer AS n, gen_random_uuid() AS id, v.instance_id, v.email,
+                   nullif(split_part(v.urls, E'\n', 1), '') AS url,
+                   (SELECT ci.provider_config FROM campaign_instances ci
+                    WHERE ci.id = v.instance_id) AS config
+            FROM unnest(p_instance, p_email, p_urls)
+                WITH ORDINALITY AS v (instance_id, email, urls, n)
+            WHERE mask[v.n]
+        ),
+        made AS (
+            INSERT INTO campaign_enrollments (id, instance_id, contact_email, linkedin_url,
+                                              status, provider_config)
+            SELECT c.id, c.instance_id, c.email, c.url, 'active', c.config
+            FROM candidate c
+            WHERE c.config IS NOT NULL
+            ORDER BY (c.email IS NOT NULL AND c.url IS NOT NULL) DESC, c.instance_id,
+                     lower(c.email), c.url, c.n
             ON CONFLICT DO NOTHING
-            RETURNING instance_id
+            RETURNING id, instance_id
         )
-        SELECT delta_instance || coalesce(array_agg(m.instance_id), '{}'),
-               delta_enrolled || coalesce(array_agg(1), '{}'),
-               delta_sent || coalesce(array_agg(0), '{}'),
-               delta_opened || coalesce(array_agg(0), '{}'),
-               delta_clicked || coalesce(array_agg(0), '{}'),
-               delta_replied || coalesce(array_agg(0), '{}')
-        INTO delta_instance, delta_enrolled, delta_sent, delta_opened, delta_clicked,
-             delta_replied
-        FROM made m;
-
-        SELECT coalesce(array_agg(c.n) FILTER (WHERE c.kind <> 'found'), '{}'),
-               coalesce(array_agg(c.n) FILTER (WHERE c.kind = 'found'), '{}'),
-               coalesce(array_agg(c.enrollment_id) FILTER (WHERE c.kind = 'found'), '{}')
-        INTO again, unknown, found
-        FROM classify_contacts(p_instance, p_hinted, p_email, p_urls, unknown) c;
+        SELECT coalesce(array_agg(c.n) FILTER (WHERE m.id IS NOT NULL), '{}'),
+               coalesce(array_agg(c.id) FILTER (WHERE m.id IS NOT NULL), '{}'),
+               coalesce(array_agg(m.instance_id) FILTER (WHERE m.id IS NOT NULL), '{}'),
+               coalesce(array_agg(c.n) FILTER (WHERE m.id IS NULL), '{}')
+        INTO unknown, found, made_in, again
+        FROM candidate c
+        LEFT JOIN made m ON m.id = c.id;
+        PERFORM set_config('enable_hashjoin', 'off', true);
         FOR k IN 1..cardinality(unknown) LOOP
             enrollment_ids[unknown[k]] := found[k];
         END LOOP;
+        delta_instance := delta_instance || made_in;
+        delta_enrolled := delta_enrolled || array_fill(1, ARRAY[cardinality(made_in)]);
+        delta_sent := delta_sent || array_fill(0, ARRAY[cardinality(made_in)]);
+        delta_opened := delta_opened || array_fill(0, ARRAY[cardinality(made_in)]);
+        delta_clicked := delta_clicked || array_fill(0, ARRAY[cardinality(made_in)]);
+        delta_replied := delta_replied || array_fill(0, ARRAY[cardinality(made_in)]);
         unsettled := unsettled || again;
+    END IF;
+
+    -- What the others name now (a person enrolled meanwhile, an identifier
+    -- to fill in, enrollments to merge): those still not simply found are
+    -- settled one at a time.
+    IF cardinality(unsettled) > 0 THEN
+        mask := picked(unsettled, total);
+        SELECT coalesce(array_agg(c.n) FILTER (WHERE c.kind = 'found'), '{}'),
+               coalesce(array_agg(c.enrollment_id) FILTER (WHERE c.kind = 'found'), '{}'),
+               coalesce(array_agg(c.n ORDER BY c.n) FILTER (WHERE c.kind <> 'found'), '{}')
+        INTO again, found, unsettled
+        FROM classify_contacts(p_instance, p_hinted, p_email, p_urls, mask) c;
+        FOR k IN 1..cardinality(again) LOOP
+            enrollment_ids[again[k]] := found[k];
+        END LOOP;
     END IF;
 
     -- The rest, one event at a time, in array order.
@@ -682,6 +735,8 @@ CREATE OR REPLACE FUNCTION write_batch(
 LANGUAGE plpgsql
 SET enable_seqscan = off SET enable_bitmapscan = off SET enable_hashjoin = off
 SET enable_mergejoin = off SET jit = off
+-- A PhantomBuster run's batch sorts and hashes thousands of rows in memory.
+SET work_mem = '64MB'
 AS $$
 #variable_conflict use_column
 DECLARE
@@ -697,6 +752,9 @@ DECLARE
     d_new integer[] := array_fill(0, ARRAY[cardinality(d_id)]);
     d_unmatched boolean[] := array_fill(false, ARRAY[cardinality(d_id)]);
     pos integer;
+    held integer;
+    touched integer;
+    LARGE_BATCH CONSTANT integer := 256;
     c_instance uuid[] := '{}';
     c_enrolled integer[] := '{}';
     c_sent integer[] := '{}';
@@ -708,19 +766,26 @@ BEGIN
         SELECT r.instance_ids, r.enrollment_ids INTO t_instance, t_hinted
         FROM resolve_instances(ev_provider, ev_campaign_key, ev_instance_hint,
                                ev_enrollment_hint) r;
-        -- An event stored and attached already (a redelivery, a cumulative
-        -- PhantomBuster result) changes nothing: its contact is not resolved.
-        SELECT array_agg(CASE WHEN s.attached THEN NULL ELSE v.email END ORDER BY v.n),
-               array_agg(CASE WHEN s.attached THEN NULL ELSE v.urls END ORDER BY v.n)
-        INTO t_email, t_urls
-        FROM unnest(ev_provider, ev_key, ev_email, ev_urls)
-            WITH ORDINALITY AS v (provider, key, email, urls, n)
-        CROSS JOIN LATERAL (
-            SELECT EXISTS (
-                SELECT 1 FROM campaign_events c
-                WHERE c.provider = v.provider AND c.provider_event_id = v.key
-                  AND c.enrollment_id IS NOT NULL) AS attached
-        ) s;
+        -- In a large batch (a cumulative PhantomBuster result, which repeats
+        -- the rows of earlier runs), an event stored and attached already
+        -- changes nothing, and its contact is not resolved: a probe of the
+        -- event key saves two of contacts. Batches of webhooks are mostly new
+        -- events, where the probe would only cost.
+        t_email := ev_email;
+        t_urls := ev_urls;
+        IF cardinality(ev_key) > LARGE_BATCH THEN
+            SELECT array_agg(CASE WHEN s.attached THEN NULL ELSE v.email END ORDER BY v.n),
+                   array_agg(CASE WHEN s.attached THEN NULL ELSE v.urls END ORDER BY v.n)
+            INTO t_email, t_urls
+            FROM unnest(ev_provider, ev_key, ev_email, ev_urls)
+                WITH ORDINALITY AS v (provider, key, email, urls, n)
+            CROSS JOIN LATERAL (
+                SELECT EXISTS (
+                    SELECT 1 FROM campaign_events c
+                    WHERE c.provider = v.provider AND c.provider_event_id = v.key
+                      AND c.enrollment_id IS NOT NULL) AS attached
+            ) s;
+        END IF;
         SELECT * INTO contacts FROM resolve_contacts(t_instance, t_hinted, t_email, t_urls);
         t_enrollment := contacts.enrollment_ids;
 
@@ -754,21 +819,20 @@ BEGIN
             WHERE w.enrollment_id IS NOT NULL
             GROUP BY w.enrollment_id
         ),
-        -- Only enrollments whose state moves are locked (in id order) and
-        -- written: state only grows (bits, step, first reply), so what the
-        -- snapshot already holds cannot be undone by a concurrent writer, and
-        -- a row that a concurrent writer moved far enough meanwhile drops out
-        -- when its lock is granted (the condition is checked on the new row).
-        before AS (
+        -- Every enrollment the events were attached to is locked, in id
+        -- order (what a foreign key check did per event, once per
+        -- enrollment): one merged away or erased meanwhile is missing here,
+        -- and the batch is refused and retried. Only those whose state moves
+        -- are written: state only grows (bits, step, first reply), so it is
+        -- compared on the row as locked.
+        held AS (
             SELECT x.*
             FROM (SELECT * FROM touched ORDER BY enrollment_id) t
             CROSS JOIN LATERAL (
-                SELECT e.ctid AS tid, e.event_mask, t.bits, t.step, t.replied_at
+                SELECT e.ctid AS tid, e.event_mask, e.current_step, e.replied_at,
+                       t.bits, t.step, t.replied_at AS first_reply
                 FROM campaign_enrollments e
                 WHERE e.id = t.enrollment_id
-                  AND (e.event_mask | t.bits <> e.event_mask
-                       OR t.step > e.current_step
-                       OR t.replied_at < coalesce(e.replied_at, 'infinity'))
                 FOR NO KEY UPDATE
             ) x
         ),
@@ -778,14 +842,17 @@ BEGIN
             UPDATE campaign_enrollments e SET
                 event_mask = e.event_mask | b.bits,
                 current_step = greatest(e.current_step, b.step),
-                replied_at = least(e.replied_at, b.replied_at),
+                replied_at = least(e.replied_at, b.first_reply),
                 status = enrollment_status(e.status, e.event_mask | b.bits),
                 completed_at = enrollment_completed_at(e.status, e.event_mask | b.bits,
-                                                       least(e.replied_at, b.replied_at),
+                                                       least(e.replied_at, b.first_reply),
                                                        e.completed_at),
                 updated_at = now()
-            FROM before b
+            FROM held b
             WHERE e.ctid = b.tid
+              AND (b.event_mask | b.bits <> b.event_mask
+                   OR b.step > b.current_step
+                   OR b.first_reply < coalesce(b.replied_at, 'infinity'))
             RETURNING e.instance_id, b.event_mask AS old_mask, e.event_mask AS new_mask
         ),
         counted AS (
@@ -810,9 +877,14 @@ BEGIN
                contacts.delta_clicked
                    || coalesce((SELECT array_agg(c.clicked) FROM counted c), '{}'),
                contacts.delta_replied
-                   || coalesce((SELECT array_agg(c.replied) FROM counted c), '{}')
+                   || coalesce((SELECT array_agg(c.replied) FROM counted c), '{}'),
+               (SELECT count(*) FROM held), (SELECT count(*) FROM touched)
         INTO owners, owner_new, owner_unmatched,
-             c_instance, c_enrolled, c_sent, c_opened, c_clicked, c_replied;
+             c_instance, c_enrolled, c_sent, c_opened, c_clicked, c_replied, held, touched;
+        IF held < touched THEN
+            RAISE EXCEPTION 'an enrollment was merged or erased while a batch attached events to it'
+                USING ERRCODE = 'serialization_failure';
+        END IF;
         -- What each delivery's events did, in the deliveries' order. An event
         -- attached now keeps the delivery that first stored it, which may be
         -- of an earlier batch: this batch's delivery of it is a duplicate.
