@@ -754,6 +754,11 @@ DECLARE
     pos integer;
     held integer;
     touched integer;
+    m_tid tid[];
+    m_mask integer[];
+    m_bits integer[];
+    m_step integer[];
+    m_reply timestamptz[];
     LARGE_BATCH CONSTANT integer := 256;
     c_instance uuid[] := '{}';
     c_enrolled integer[] := '{}';
@@ -822,9 +827,9 @@ BEGIN
         -- Every enrollment the events were attached to is locked, in id
         -- order (what a foreign key check did per event, once per
         -- enrollment): one merged away or erased meanwhile is missing here,
-        -- and the batch is refused and retried. Only those whose state moves
-        -- are written: state only grows (bits, step, first reply), so it is
-        -- compared on the row as locked.
+        -- and the batch is refused and retried. Those whose state moves are
+        -- kept for the next statement: state only grows (bits, step, first
+        -- reply), so it is compared on the row as locked.
         held AS (
             SELECT x.*
             FROM (SELECT * FROM touched ORDER BY enrollment_id) t
@@ -836,9 +841,35 @@ BEGIN
                 FOR NO KEY UPDATE
             ) x
         ),
-        -- The rows just locked, by their physical address: a TID scan, with
-        -- no plan to choose.
-        moved AS (
+        moving AS (
+            SELECT h.tid, h.event_mask, h.bits, h.step, h.first_reply
+            FROM held h
+            WHERE h.event_mask | h.bits <> h.event_mask
+               OR h.step > h.current_step
+               OR h.first_reply < coalesce(h.replied_at, 'infinity')
+        )
+        SELECT coalesce((SELECT array_agg(p.owner) FROM per_delivery p), '{}'),
+               coalesce((SELECT array_agg(p.new_events) FROM per_delivery p), '{}'),
+               coalesce((SELECT array_agg(p.unmatched) FROM per_delivery p), '{}'),
+               coalesce((SELECT array_agg(m.tid) FROM moving m), '{}'),
+               coalesce((SELECT array_agg(m.event_mask) FROM moving m), '{}'),
+               coalesce((SELECT array_agg(m.bits) FROM moving m), '{}'),
+               coalesce((SELECT array_agg(m.step) FROM moving m), '{}'),
+               coalesce((SELECT array_agg(m.first_reply) FROM moving m), '{}'),
+               (SELECT count(*) FROM held), (SELECT count(*) FROM touched)
+        INTO owners, owner_new, owner_unmatched, m_tid, m_mask, m_bits, m_step, m_reply,
+             held, touched;
+        IF held < touched THEN
+            RAISE EXCEPTION 'an enrollment was merged or erased while a batch attached events to it'
+                USING ERRCODE = 'serialization_failure';
+        END IF;
+
+        -- The locked rows move, found by their physical address: a TID scan,
+        -- with no plan to choose. A statement of its own, so that its
+        -- snapshot sees the versions the locks were granted on (a row another
+        -- batch had moved meanwhile is a newer version than the previous
+        -- statement could see).
+        WITH moved AS (
             UPDATE campaign_enrollments e SET
                 event_mask = e.event_mask | b.bits,
                 current_step = greatest(e.current_step, b.step),
@@ -848,12 +879,10 @@ BEGIN
                                                        least(e.replied_at, b.first_reply),
                                                        e.completed_at),
                 updated_at = now()
-            FROM held b
+            FROM unnest(m_tid, m_mask, m_bits, m_step, m_reply)
+                AS b (tid, old_mask, bits, step, first_reply)
             WHERE e.ctid = b.tid
-              AND (b.event_mask | b.bits <> b.event_mask
-                   OR b.step > b.current_step
-                   OR b.first_reply < coalesce(b.replied_at, 'infinity'))
-            RETURNING e.instance_id, b.event_mask AS old_mask, e.event_mask AS new_mask
+            RETURNING e.instance_id, b.old_mask, e.event_mask AS new_mask
         ),
         counted AS (
             SELECT v.instance_id,
@@ -864,10 +893,7 @@ BEGIN
             FROM moved v
             GROUP BY v.instance_id
         )
-        SELECT coalesce((SELECT array_agg(p.owner) FROM per_delivery p), '{}'),
-               coalesce((SELECT array_agg(p.new_events) FROM per_delivery p), '{}'),
-               coalesce((SELECT array_agg(p.unmatched) FROM per_delivery p), '{}'),
-               contacts.delta_instance
+        SELECT contacts.delta_instance
                    || coalesce((SELECT array_agg(c.instance_id) FROM counted c), '{}'),
                contacts.delta_enrolled
                    || coalesce((SELECT array_agg(0) FROM counted c), '{}'),
@@ -877,14 +903,8 @@ BEGIN
                contacts.delta_clicked
                    || coalesce((SELECT array_agg(c.clicked) FROM counted c), '{}'),
                contacts.delta_replied
-                   || coalesce((SELECT array_agg(c.replied) FROM counted c), '{}'),
-               (SELECT count(*) FROM held), (SELECT count(*) FROM touched)
-        INTO owners, owner_new, owner_unmatched,
-             c_instance, c_enrolled, c_sent, c_opened, c_clicked, c_replied, held, touched;
-        IF held < touched THEN
-            RAISE EXCEPTION 'an enrollment was merged or erased while a batch attached events to it'
-                USING ERRCODE = 'serialization_failure';
-        END IF;
+                   || coalesce((SELECT array_agg(c.replied) FROM counted c), '{}')
+        INTO c_instance, c_enrolled, c_sent, c_opened, c_clicked, c_replied;
         -- What each delivery's events did, in the deliveries' order. An event
         -- attached now keeps the delivery that first stored it, which may be
         -- of an earlier batch: this batch's delivery of it is a duplicate.

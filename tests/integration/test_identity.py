@@ -436,3 +436,50 @@ async def test_concurrent_batches_make_one_enrollment_per_person(
         == 0
     )
     assert await stored_counters(clean_db) == await recounted(clean_db)
+
+
+@pytest.mark.parametrize("seed", range(3))
+async def test_concurrent_batches_moving_one_enrollment_keep_state_and_counters_exact(
+    two_ingestors: list[Ingestor], clean_db: Pool, seed: int
+) -> None:
+    """Batches of two processes attach events of the same few people at once.
+
+    Each must see the state the other committed: a lost update would leave an
+    event's bit out of its enrollment's state and its instance's counter.
+    """
+    campaign = f"cam_state_{seed}"
+    instance = await make_instance(clean_db, {"lemlist_campaign_id": campaign})
+    kinds = ["emailsSent", "emailsOpened", "emailsClicked", "emailsReplied"]
+    deliveries = []
+    for person in range(2):
+        for n in range(150):
+            body = payload("lemlist", "emailsOpened.json") | {
+                "_id": f"act_state_{seed}_{person}_{n}",
+                "type": kinds[n % len(kinds)],
+                "campaignId": campaign,
+                "leadEmail": f"q{person}@example.com",
+                "sequenceStep": n,
+            }
+            deliveries.append(
+                Delivery(
+                    provider="lemlist",
+                    received_at=datetime.now(UTC),
+                    body=json.dumps(body).encode(),
+                    headers={},
+                    query={},
+                )
+            )
+    random.Random(seed).shuffle(deliveries)
+    outcomes = await asyncio.gather(
+        *(two_ingestors[i % 2].ingest(d) for i, d in enumerate(deliveries))
+    )
+    assert {o.status for o in outcomes} == {"processed"}
+    states = await clean_db.fetch(
+        "SELECT e.event_mask, e.current_step, (SELECT bit_or(event_bit(v.event_type, v.metadata))"
+        " FROM campaign_events v WHERE v.enrollment_id = e.id) AS from_events"
+        " FROM campaign_enrollments e WHERE e.instance_id = $1",
+        instance,
+    )
+    assert len(states) == 2
+    assert all(r["event_mask"] == r["from_events"] and r["current_step"] == 149 for r in states)
+    assert await stored_counters(clean_db) == await recounted(clean_db)
