@@ -73,6 +73,7 @@ class Metrics:
 
     def __init__(self, settings: Settings) -> None:
         self.registry = CollectorRegistry()
+        self._children: dict[tuple[object, ...], Any] = {}
         self.pool: Pool | None = None
         self.queued: Callable[[], int] = lambda: 0
         self.shared_dir = settings.metrics_dir if multiprocess_ready(settings) else None
@@ -170,11 +171,19 @@ class Metrics:
 
     def observe_delivery(self, provider: str, status: str, events: int, duplicates: int) -> None:
         """Count one webhook's outcome (called from the webhook's canonical log line)."""
-        self.deliveries.labels(provider, status).inc()
+        self._child(self.deliveries, provider, status).inc()
         if events:
-            self.events_written.labels(provider).inc(events)
+            self._child(self.events_written, provider).inc(events)
         if duplicates:
-            self.duplicates.labels(provider).inc(duplicates)
+            self._child(self.duplicates, provider).inc(duplicates)
+
+    def _child(self, metric: Any, *labels: str) -> Any:
+        """`metric.labels(*labels)`, looked up once: labels() validates and locks on every call."""
+        key = (id(metric), *labels)
+        child = self._children.get(key)
+        if child is None:
+            child = self._children[key] = metric.labels(*labels)
+        return child
 
     def middleware(self, app: ASGIApp) -> ASGIApp:
         """ASGI middleware timing each HTTP request, labelled by route template and status."""
@@ -196,7 +205,7 @@ class Metrics:
                 await app(scope, receive, send_and_watch)
             finally:
                 route = scope.get("path_template") or "unrouted"
-                self.latency.labels(scope["method"], route, str(status)).observe(
+                self._child(self.latency, scope["method"], route, str(status)).observe(
                     time.perf_counter() - started
                 )
 

@@ -176,6 +176,10 @@ _ISO_RE = re.compile(
 )
 
 
+_WHITE_SPACE = re.compile(r"\s")
+_SCHEME = re.compile(r"^[a-z][a-z0-9+.-]*://")
+
+
 def normalize_linkedin_url(url: str) -> str | None:
     """The comparison key of a LinkedIn profile URL.
 
@@ -185,8 +189,8 @@ def normalize_linkedin_url(url: str) -> str | None:
     migrations; a test checks that both agree.
     """
     # Step for step the order of linkedin_key(): white space goes first.
-    key = re.sub(r"\s", "", url.lower())
-    key = re.sub(r"^[a-z][a-z0-9+.-]*://", "", key)
+    key = _WHITE_SPACE.sub("", url.lower())
+    key = _SCHEME.sub("", key)
     key = key.split("#", 1)[0].split("?", 1)[0]
     if key.startswith("www."):
         key = key[4:]
