@@ -38,8 +38,11 @@ BEGIN
           AND linkedin_key(j.url) IS NOT NULL
         ORDER BY ev.instance_id, j.email, j.url
     LOOP
-        SELECT coalesce(array_agg(m.id ORDER BY m.created_at, m.id), '{}') INTO found
-        FROM contact_matches(pair.instance_id, pair.email, ARRAY[pair.key]) m;
+        SELECT coalesce(array_agg(e.id ORDER BY e.created_at, e.id), '{}') INTO found
+        FROM campaign_enrollments e
+        WHERE e.instance_id = pair.instance_id
+          AND ((e.contact_email IS NOT NULL AND lower(e.contact_email) = lower(pair.email))
+               OR e.linkedin_key = pair.key);
         CONTINUE WHEN cardinality(found) = 0;
         IF cardinality(found) > 1 THEN
             merged := merge_enrollments(found[1], found[2:]);

@@ -5,12 +5,14 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import asyncpg
+import msgspec
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from yoyo import get_backend, read_migrations
 
 from gateway.db.manage import MANAGE
-from gateway.db.migrate import apply_migrations, rollback_migrations
+from gateway.db.migrate import apply_migrations, migrations_dir, rollback_migrations, yoyo_url
 from gateway.db.pool import Pool
 from gateway.db.queries import QUERIES
 from gateway.db.reads import READS
@@ -110,3 +112,112 @@ async def test_sql_linkedin_key(pool: Pool, url: str, key: str | None) -> None:
 )
 async def test_sql_and_python_linkedin_keys_agree(pool: Pool, url: str) -> None:
     assert await pool.fetchval("SELECT linkedin_key($1)", url) == normalize_linkedin_url(url)
+
+
+async def test_people_split_by_earlier_versions_are_merged_on_upgrade(
+    create_database: Callable[[], str],
+) -> None:
+    """A database written before migration 0007 holds one person as two enrollments.
+
+    lemlist's LinkedIn activity named both the lead's e-mail and profile but
+    was matched by e-mail only; PhantomBuster's row for the profile then made
+    a second enrollment. Upgrading merges them, with their events and counters.
+    """
+    url = create_database()
+    backend = get_backend(yoyo_url(url))
+    before = read_migrations(str(migrations_dir())).filter(
+        lambda m: m.id <= "0006_event_campaign_key"
+    )
+    with backend.lock():
+        backend.apply_migrations(backend.to_apply(before))
+    conn = await asyncpg.connect(url)
+    try:
+        template = await conn.fetchval(
+            "INSERT INTO campaign_templates (name, type) VALUES ('t', 'multi_channel') RETURNING id"
+        )
+        instance = await conn.fetchval(
+            "INSERT INTO campaign_instances (template_id, name, status, provider_config)"
+            " VALUES ($1, 'split', 'active',"
+            ' \'{"lemlist_campaign_id": "cam_split", "phantombuster_agent_id": "77"}\')'
+            " RETURNING id",
+            template,
+        )
+        by_email = await conn.fetchval(
+            "INSERT INTO campaign_enrollments (instance_id, contact_email, created_at)"
+            " VALUES ($1, 'dana@example.com', '2025-01-01') RETURNING id",
+            instance,
+        )
+        by_profile = await conn.fetchval(
+            "INSERT INTO campaign_enrollments (instance_id, linkedin_url, created_at)"
+            " VALUES ($1, 'https://www.linkedin.com/in/dana/', '2025-01-02') RETURNING id",
+            instance,
+        )
+        lemlist_body = (
+            '{"_id": "act_1", "type": "linkedinInviteDone", "campaignId": "cam_split",'
+            ' "leadEmail": "Dana@example.com", "linkedinUrl": "https://linkedin.com/in/dana"}'
+        )
+        delivery = await conn.fetchval(
+            "INSERT INTO webhook_deliveries (provider, body, body_size, status)"
+            " VALUES ('lemlist', convert_to($1, 'UTF8'), 100, 'processed') RETURNING id",
+            lemlist_body,
+        )
+        for enrollment, provider, key, event_type, channel, owner in (
+            (by_email, "lemlist", "act_0", "sent", "email", None),
+            (by_email, "lemlist", "act_1", "connection_requested", "linkedin", delivery),
+            (
+                by_profile,
+                "phantombuster",
+                "77:connect:dana",
+                "connection_accepted",
+                "linkedin",
+                None,
+            ),
+        ):
+            await conn.execute(
+                "INSERT INTO campaign_events (enrollment_id, instance_id, delivery_id, event_type,"
+                " channel, provider, provider_event_id, timestamp)"
+                " VALUES ($1, $2, $3, $4, $5, $6, $7, '2025-02-01')",
+                enrollment,
+                instance,
+                owner,
+                event_type,
+                channel,
+                provider,
+                key,
+            )
+        assert (
+            await conn.fetchval(
+                "SELECT total_enrolled FROM campaign_instances WHERE id = $1", instance
+            )
+            == 2
+        )
+
+        apply_migrations(url)
+
+        rows = await conn.fetch(
+            "SELECT id, contact_email, linkedin_key, status, event_mask, merged_from"
+            " FROM campaign_enrollments"
+        )
+        assert len(rows) == 1
+        [dana] = rows
+        assert (dana["id"], dana["contact_email"], dana["linkedin_key"]) == (
+            by_email,
+            "dana@example.com",
+            "linkedin.com/in/dana",
+        )
+        assert dana["status"] == "active"
+        assert [m["enrollment_id"] for m in msgspec.json.decode(dana["merged_from"])] == [
+            str(by_profile)
+        ]
+        assert (
+            await conn.fetchval(
+                "SELECT count(*) FROM campaign_events WHERE enrollment_id = $1", by_email
+            )
+            == 3
+        )
+        counters = await conn.fetchrow(
+            "SELECT total_enrolled, total_sent FROM campaign_instances WHERE id = $1", instance
+        )
+        assert tuple(counters) == (1, 1)
+    finally:
+        await conn.close()
