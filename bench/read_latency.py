@@ -7,8 +7,8 @@ Creates a fresh database (on the embedded server, or on the given server,
 dropped at the end), migrates it, loads --events events (default 1,000,000)
 over --instances campaign instances (default 50) with SQL (generate_series:
 types, channels, providers, steps and 90 days spread at random; 2% unmatched;
-the schema's triggers fill enrollment_event_firsts and the counters as they
-would for ingestion), plus --deliveries raw deliveries, then VACUUM ANALYZE
+the enrollments' state derived from their events with refresh_enrollments()),
+plus --deliveries raw deliveries, then VACUUM ANALYZE
 (what autovacuum does on a live database). It then runs the app in process
 (Litestar's AsyncTestClient: no network) and times --requests requests per
 case, sequentially, each on a random instance, and prints a Markdown table
@@ -166,6 +166,7 @@ async def load(url: str, args: argparse.Namespace) -> float:
             await conn.execute(EVENTS_SQL, first, last, args.instances, contacts)
             log(f"  events {last:>9,} / {args.events:,}  ({time.perf_counter() - started:.0f} s)")
         await conn.execute(DELIVERIES_SQL, args.deliveries)
+        await conn.execute("SELECT refresh_enrollments(NULL)")
         log(f"  deliveries {args.deliveries:,}; VACUUM ANALYZE")
         await conn.execute("VACUUM ANALYZE")
     finally:

@@ -14,6 +14,7 @@ import threading
 import time
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -660,3 +661,31 @@ async def test_mapping_a_second_key_keeps_the_first_and_uses_the_list_form(
     )
     assert attached == 2
     await expect(page.locator("main")).to_contain_text("Nothing unmatched")
+
+
+async def test_campaigns_page_lists_silent_providers(
+    watched: Watched, live: LiveServer, clean_db: Pool
+) -> None:
+    quiet = await make_instance(clean_db, {"lemlist_campaign_id": "cam_quiet"}, name="Quiet one")
+    await clean_db.execute(
+        "UPDATE campaign_instances SET started_at = now() - interval '3 days',"
+        " settings = '{\"silence_after_hours\": 12}' WHERE id = $1",
+        quiet,
+    )
+    lively = await make_instance(clean_db, {"lemlist_campaign_id": "cam_lively"}, name="Lively")
+    await clean_db.execute(
+        "UPDATE campaign_instances SET started_at = now() - interval '3 days' WHERE id = $1",
+        lively,
+    )
+    now = datetime.now(UTC).isoformat().replace("+00:00", "Z")
+    await post_webhook(
+        live.base, "lemlist", lemlist("act_lively", "emailsSent", "li@x.example", "cam_lively", now)
+    )
+    page = await watched.page()
+    await page.goto(f"{live.base}/console/campaigns")
+    await page.wait_for_selector("h1:has-text('Campaigns')")
+    silent = page.locator(".notice-warn ul.alerts li")
+    await expect(silent).to_have_count(1)
+    await expect(silent).to_contain_text("Quiet one")
+    await expect(silent).to_contain_text("no lemlist event since it started")
+    await expect(silent).to_contain_text("allowed: 12 h")

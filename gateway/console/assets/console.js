@@ -611,14 +611,17 @@
       ['draft', 'active', 'paused', 'completed', 'failed'].map((s) => h('option', { value: s, text: s, selected: s === query.status })));
     status.addEventListener('change', () => { setQuery({ status: status.value }); route(); });
     const results = h('div', null, loading());
-    render(pageHeader('Campaigns', 'Each campaign instance with its counters: people enrolled, and people with at least one such event.', status), results);
+    const silent = h('div');
+    render(pageHeader('Campaigns', 'Each campaign instance with its counters: people enrolled, and people with at least one such event.', status), silent, results);
     let instances;
+    let alerts;
     try {
-      instances = await allInstances({ status: query.status });
+      [instances, alerts] = await Promise.all([allInstances({ status: query.status }), api('/alerts')]);
     } catch (error) {
       results.replaceChildren(errorNotice(error, campaignsPage));
       return;
     }
+    silent.replaceChildren(silenceNotice(alerts.items));
     if (!instances.length) {
       results.replaceChildren(card(null, query.status
         ? empty(`No ${query.status} campaign instance.`)
@@ -633,6 +636,17 @@
       counter('enrolled'), counter('sent'), counter('opened'), counter('clicked'), counter('replied'),
       { label: 'Started', cell: (i) => (i.started_at ? timeEl(i.started_at) : h('span', { class: 'muted', text: 'not started' })), class: 'nowrap' },
     ], instances, { rowHref: (i) => `/console/campaigns/${i.id}` })));
+  }
+
+  /** Active campaigns whose providers went quiet (GET /api/alerts), or nothing. */
+  function silenceNotice(alerts) {
+    if (!alerts.length) return null;
+    return notice('warn', h('strong', { text: `${fmt.count(alerts.length, 'campaign provider')} silent longer than allowed` }),
+      h('ul', { class: 'alerts' }, alerts.map((a) => h('li', null,
+        h('a', { href: `/console/campaigns/${a.instance_id}`, class: 'strong', text: a.instance_name }), ': ',
+        `no ${PROVIDER_NAMES[a.provider]} event `,
+        a.last_event_at ? ['since ', timeEl(a.last_event_at, true)] : ['since it started, ', timeEl(a.silent_since, true)],
+        h('span', { class: 'muted', text: ` (allowed: ${fmt.int(a.silence_after_hours)} h, settings.silence_after_hours)` })))));
   }
 
   // ---------------------------------------------------------------- performance
