@@ -30,10 +30,12 @@ from gateway.db.pool import Pool, create_pool
 from gateway.db.queries import DeliveryFilter
 from gateway.engagement import RULES, EmailEvent, Rule, classify, human
 from gateway.fetch import ResultFetcher
-from gateway.ingest import Delivery, Ingestor
+from gateway.ids import uuid7
+from gateway.ingest import Delivery, Ingestor, write_events
 from gateway.progress import Progress
 from gateway.reprocess import Report, Reprocessor
 from gateway.settings import Settings
+from providers import lemlist
 from tests.conftest import fixture_body, make_instance, post_webhook
 
 Client = AsyncTestClient[Litestar]
@@ -545,3 +547,40 @@ async def test_reprocess_twice_changes_nothing_and_re_applies_a_newer_rule_versi
         assert (await reprocess(clean_db, settings)).flags == 0
     finally:
         apply_functions(database_url)
+
+
+# --- locks ---------------------------------------------------------------------------------
+
+
+async def flag_locks(db: Pool, contacts: list[str]) -> list[tuple[int, int, str]]:
+    """The machine-flag locks a batch of these contacts' sends and opens holds until commit."""
+    events = [
+        event
+        for contact in contacts
+        for event_type, seconds in (("sent", 0), ("opened", 2))
+        for event in lemlist.parse(lemlist_body(event_type, contact, seconds), {}).events
+    ]
+    async with db.acquire() as conn, conn.transaction():
+        await write_events(conn, uuid7(), datetime.now(UTC), events)
+        rows = await conn.fetch(
+            "SELECT classid, objid, mode FROM pg_locks WHERE locktype = 'advisory'"
+            " AND objsubid = 2 AND pid = pg_backend_pid() ORDER BY 1, 2"
+        )
+    return [(r["classid"], r["objid"], r["mode"]) for r in rows]
+
+
+async def test_flags_lock_each_enrollment_and_past_the_cap_one_lock_for_all(
+    clean_db: Pool, instance: Any
+) -> None:
+    few = [f"lock{n}@x.example" for n in range(10)]
+    locks = await flag_locks(clean_db, few)
+    assert locks[0] == (15, 0, "ShareLock")
+    assert [mode for _, _, mode in locks[1:]] == ["ExclusiveLock"] * len(few)
+    assert {classid for classid, _, _ in locks[1:]} == {16}
+
+    many = [f"many{n}@x.example" for n in range(300)]
+    assert await flag_locks(clean_db, many) == [(15, 0, "ExclusiveLock")]
+    for contact in (*few, *many[:5]):
+        stored, expected = await flags_and_oracle(clean_db, contact)
+        assert stored == expected
+        assert rules_of(stored) == ["soon_after_send"]
