@@ -18,6 +18,7 @@ from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import psycopg
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -25,7 +26,7 @@ from litestar import Litestar
 from litestar.testing import AsyncTestClient
 
 from gateway import engagement
-from gateway.db.migrate import apply_functions
+from gateway.db.migrate import FUNCTIONS, apply_functions
 from gateway.db.pool import Pool, create_pool
 from gateway.db.queries import DeliveryFilter
 from gateway.engagement import RULES, EmailEvent, Rule, classify, human
@@ -474,16 +475,18 @@ async def reprocess(pool: Pool, settings: Settings, *, dry_run: bool = False) ->
         await fetcher.aclose()
 
 
-def bumped_rules(rule: str) -> str:
-    """machine_rules() with one rule's version raised by one, as a release would ship it."""
-    values = ", ".join(
-        f"('{r.id}', {r.version + (r.id == rule)}, {str(r.static).lower()})" for r in RULES.values()
-    )
-    return (
-        "CREATE OR REPLACE FUNCTION machine_rules()"
-        " RETURNS TABLE (rule text, version integer, static boolean)"
-        f" LANGUAGE sql IMMUTABLE AS $$ VALUES {values} $$"
-    )
+def bumped_functions(rule: str) -> str:
+    """functions.sql with one rule's version raised by one, as a release would ship it.
+
+    The whole file, as `gateway migrate` applies it: replacing the functions
+    that fold the versions into their plans is what makes every connection
+    plan them again.
+    """
+    version = RULES[rule].version
+    entry = f"('{rule}', {version}, {str(RULES[rule].static).lower()})"
+    text = FUNCTIONS.read_text()
+    assert text.count(entry) == 1
+    return text.replace(entry, entry.replace(f", {version},", f", {version + 1},"))
 
 
 async def versions(db: Pool) -> list[tuple[str, int]]:
@@ -531,7 +534,8 @@ async def test_reprocess_twice_changes_nothing_and_re_applies_a_newer_rule_versi
 
     # A dynamic rule's new version (the SQL of a new release): the same.
     try:
-        await clean_db.execute(bumped_rules("soon_after_send"))
+        with psycopg.connect(database_url) as conn:
+            conn.execute(bumped_functions("soon_after_send").encode())
         rows = await event_rows(clean_db)
         dry = await reprocess(clean_db, settings, dry_run=True)
         assert dry.flags == 1
