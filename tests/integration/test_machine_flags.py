@@ -297,7 +297,7 @@ async def test_stored_flags_are_classify_in_any_order_and_batching(
 # --- what a person sees --------------------------------------------------------------------
 
 
-def rules_of(stored: dict[str, Any]) -> list[str | None]:
+def rules_of(stored: dict[str, Any]) -> list[str]:
     return sorted((m or {}).get("rule") or "-" for m in stored.values())
 
 
