@@ -10,6 +10,10 @@ pipeline's own `write_events`, one transaction per delivery:
   not (`ON CONFLICT (provider, provider_event_id)`), so nothing doubles;
 - an unmatched event is attached by that same statement once its campaign
   instance resolves, and the schema's triggers move the counters exactly;
+- machine flags follow the rules in force: a stored open or click takes the
+  static flag it is normalized with now, and the dynamic flags of the
+  enrollments its events belong to are recomputed, so a rule whose version
+  changed is re-applied (README "Human engagement");
 - the delivery row is updated only when its outcome differs, so a second run
   changes nothing. Nothing is ever deleted.
 
@@ -22,7 +26,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Awaitable, Callable
 from datetime import datetime
-from typing import Final
+from typing import Any, Final
 from uuid import UUID
 
 import msgspec
@@ -30,7 +34,7 @@ from asyncpg import Record
 
 from gateway.db import queries
 from gateway.db.pool import Connection, Pool, connection
-from gateway.engagement import static_rules_for
+from gateway.engagement import static_flag, static_rules_for
 from gateway.errors import Unavailable
 from gateway.fetch import ResultFetcher
 from gateway.ingest import (
@@ -43,6 +47,7 @@ from gateway.ingest import (
 )
 from gateway.progress import Progress
 from gateway.settings import Settings
+from providers.base import NormalizedEvent
 
 _UNMATCHED_CAUSE: Final = "no campaign instance matches"
 
@@ -60,6 +65,8 @@ class Change(msgspec.Struct, frozen=True, kw_only=True):
     after: str
     new_events: int = 0
     attached: int = 0
+    flags: int = 0
+    """Opens and clicks (of the enrollments its events belong to) whose machine flag changed."""
     updated: bool = False
 
 
@@ -71,6 +78,7 @@ class Report:
         self.updated = 0
         self.new_events = 0
         self.attached = 0
+        self.flags = 0
         self.transitions: Counter[tuple[str, str]] = Counter()
         self.error: str | None = None
 
@@ -79,6 +87,7 @@ class Report:
         self.updated += change.updated
         self.new_events += change.new_events
         self.attached += change.attached
+        self.flags += change.flags
         if change.before != change.after:
             self.transitions[(change.before, change.after)] += 1
 
@@ -98,6 +107,7 @@ class Report:
             head,
             f"  {'new events':<20} {self.new_events:>7}",
             f"  {'attached events':<20} {self.attached:>7}",
+            f"  {'machine flags':<20} {self.flags:>7}",
             f"  {'deliveries updated':<20} {self.updated:>7}",
             f"  {'unchanged':<20} {self.examined - self.updated:>7}",
             f"  {'status changes':<20} {sum(self.transitions.values()):>7}",
@@ -204,7 +214,14 @@ class Reprocessor:
     async def _settled(
         self, conn: Connection, work: list[tuple[Record, Normalized | None]]
     ) -> set[UUID]:
-        """The deliveries whose events are all stored and attached and whose row is current."""
+        """The deliveries whose events are all stored, attached and flagged as the rules say
+        now, and whose row is current.
+
+        Flagged as the rules say: each stored open and click holds the static
+        flag it is normalized with now, and the enrollments of the delivery's
+        e-mail events hold the dynamic flags the current rule versions give
+        (one recomputation, read only, for the whole batch).
+        """
         keys: dict[str, set[str]] = {}
         for row, normalized in work:
             if normalized is not None:
@@ -216,16 +233,22 @@ class Reprocessor:
         }
         with_events = [row["id"] for row, n in work if n is not None and n.status is None]
         owned = await queries.delivery_events(conn, with_events) if with_events else {}
-        settled: set[UUID] = set()
+        candidates: list[tuple[UUID, set[UUID]]] = []
         for row, normalized in work:
             if normalized is None:
                 continue
             known = stored.get(row["provider"], {})
-            if not all(known.get(key) for key in _keys(normalized)):
+            if not all(
+                key in known and known[key].enrollment_id is not None for key in _keys(normalized)
+            ):
                 continue  # something to insert or attach
+            if any(_restates(e, known[e.provider_event_id].machine) for e in normalized.events):
+                continue  # a static flag to write
             if _outcome(row, normalized, 0, owned.get(row["id"], (0, 0))) == _current(row):
-                settled.add(row["id"])
-        return settled
+                candidates.append((row["id"], _flagged(normalized.events, known)))
+        enrollments = sorted(set().union(*(ids for _, ids in candidates)))
+        stale = await queries.stale_machine_flags(conn, enrollments) if enrollments else set()
+        return {delivery for delivery, ids in candidates if stale.isdisjoint(ids)}
 
     async def _one(self, conn: Connection, row: Record, normalized: Normalized) -> Change:
         attempt = 0
@@ -261,21 +284,33 @@ class Reprocessor:
         )
 
     async def _apply(self, conn: Connection, row: Record, normalized: Normalized) -> Change:
-        """Write the events, recompute the outcome, update the row when it differs."""
+        """Write the events, re-apply the machine rules, recompute the outcome, update the
+        row when it differs."""
         delivery_id: UUID = row["id"]
-        written = attached = 0
+        written = attached = flags = 0
         owned = (0, 0)
         if normalized.status is None:
             provider, keys = row["provider"], sorted(_keys(normalized))
+            events = normalized.events
             stored = await queries.stored_events(conn, provider, keys)
-            waiting = [key for key, enrolled in stored.items() if not enrolled]
-            # All stored and attached: writing could change nothing, so do not
-            # (it would only lock the rows, or enroll contacts for nothing).
-            if waiting or len(stored) < len(keys):
-                events = normalized.events
+            waiting = [key for key, event in stored.items() if event.enrollment_id is None]
+            missing = len(stored) < len(keys)
+            enrollments = _flagged(events, stored)
+            before = await queries.machine_flags(conn, sorted(enrollments))
+            # All stored, attached and flagged alike: writing could change
+            # nothing, so do not (it would only lock the rows, or enroll
+            # contacts for nothing).
+            if waiting or missing or any(_restates(e, _machine(stored, e)) for e in events):
                 written = (await write_events(conn, delivery_id, row["received_at"], events))[0]
-            if waiting:
-                attached = sum((await queries.stored_events(conn, provider, waiting)).values())
+            if waiting or missing:
+                now = await queries.stored_events(conn, provider, keys)
+                attached = sum(now[key].enrollment_id is not None for key in waiting)
+                enrollments |= _flagged(events, now)
+            if enrollments:
+                # A newer version of a dynamic rule changes no event: recompute here.
+                await queries.flag_machine_events(conn, sorted(enrollments))
+                after = await queries.machine_flags(conn, sorted(enrollments))
+                flags = sum(1 for event_id, m in before.items() if after.get(event_id, m) != m)
             owned = (await queries.delivery_events(conn, [delivery_id])).get(delivery_id, owned)
         current, outcome = _current(row), _outcome(row, normalized, written, owned)
         if outcome != current:
@@ -286,12 +321,48 @@ class Reprocessor:
             after=outcome.status,
             new_events=written,
             attached=attached,
+            flags=flags,
             updated=outcome != current,
         )
 
 
 def _keys(normalized: Normalized) -> set[str]:
     return {event.provider_event_id for event in normalized.events}
+
+
+#: The e-mail events whose enrollment's machine flags they can change.
+_FLAG_INPUTS: Final = frozenset(("sent", "delivered", "opened", "clicked"))
+
+
+def _flagged(events: list[NormalizedEvent], stored: dict[str, queries.StoredEvent]) -> set[UUID]:
+    """The enrollments of the stored e-mail events among `events` that machine rules read."""
+    enrollments = set()
+    for event in events:
+        if event.channel != "email" or event.event_type not in _FLAG_INPUTS:
+            continue
+        found = stored.get(event.provider_event_id)
+        if found is not None and found.enrollment_id is not None:
+            enrollments.add(found.enrollment_id)
+    return enrollments
+
+
+def _machine(stored: dict[str, queries.StoredEvent], event: NormalizedEvent) -> Any:
+    found = stored.get(event.provider_event_id)
+    return None if found is None else found.machine
+
+
+def _restates(event: NormalizedEvent, stored_machine: Any) -> bool:
+    """Whether writing the event again changes its stored static flag.
+
+    The twin of `machine_restated` in gateway/db/functions.sql (write_batch's
+    ON CONFLICT): an open or click normalized with a static flag takes it when
+    it differs; one normalized without loses a stored static flag.
+    """
+    if event.event_type not in ("opened", "clicked"):
+        return False
+    if "machine" in event.metadata:
+        return bool(event.metadata["machine"] != stored_machine)
+    return static_flag({"machine": stored_machine}) is not None
 
 
 def _current(row: Record) -> queries.DeliveryOutcome:

@@ -711,6 +711,266 @@ BEGIN
 END
 $$;
 
+-- Whether a stored event given again is attached now (write_batch's ON
+-- CONFLICT): it has no enrollment, and it resolves to one now, or to an
+-- instance where it had none.
+CREATE OR REPLACE FUNCTION event_attaches(
+    stored_enrollment uuid, stored_instance uuid, enrollment uuid, instance uuid
+) RETURNS boolean
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+RETURN stored_enrollment IS NULL
+       AND (enrollment IS NOT NULL OR (stored_instance IS NULL AND instance IS NOT NULL));
+
+-- Machine opens and clicks (README "Human engagement"): the dynamic rules of
+-- gateway/engagement.py, applied where events are written. `classify()` there
+-- is their one definition; tests hold this SQL against it, and the rule list
+-- and windows below against RULES and the *_WINDOW constants.
+
+-- Every rule of gateway/engagement.py's RULES: its id, its version (written
+-- into each flag it makes) and whether it reads one event alone (static:
+-- applied in Python at normalization, kept here) or its neighbours (dynamic:
+-- applied here).
+CREATE OR REPLACE FUNCTION machine_rules()
+RETURNS TABLE (rule text, version integer, static boolean)
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+AS $$
+    VALUES ('apple_mpp_network', 1, true),
+           ('apple_mpp_user_agent', 1, true),
+           ('scanner_user_agent', 1, true),
+           ('scanner_network', 1, true),
+           ('soon_after_send', 1, false),
+           ('click_after_machine_open', 1, false),
+           ('links_at_once', 1, false),
+           ('click_burst', 1, false)
+$$;
+
+-- The dynamic rules' windows (SEND_WINDOW, MACHINE_OPEN_WINDOW, LINKS_WINDOW,
+-- BURST_WINDOW). Called with a constant, so the planner folds it.
+CREATE OR REPLACE FUNCTION machine_window(name text) RETURNS interval
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+RETURN CASE name
+    WHEN 'send' THEN interval '5 seconds'
+    WHEN 'machine_open' THEN interval '9 seconds'
+    WHEN 'links' THEN interval '1 second'
+    WHEN 'burst' THEN interval '2 seconds'
+END;
+
+-- BURST_LINKS: distinct links within the burst window that make a burst.
+CREATE OR REPLACE FUNCTION machine_burst_links() RETURNS integer
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+RETURN 3;
+
+-- metadata.machine of a dynamic rule's flag (folded to a constant too).
+CREATE OR REPLACE FUNCTION machine_flag(p_kind text, p_rule text) RETURNS jsonb
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+RETURN jsonb_build_object(
+    'kind', p_kind, 'rule', p_rule,
+    'rule_version', (SELECT r.version FROM machine_rules() r WHERE r.rule = p_rule));
+
+CREATE OR REPLACE FUNCTION machine_static_rules() RETURNS text[]
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+RETURN ARRAY(SELECT r.rule FROM machine_rules() r WHERE r.static ORDER BY r.rule);
+
+-- Whether a stored metadata.machine is a static rule's flag (`static_flag()`
+-- in Python): those are written at normalization and never recomputed here.
+CREATE OR REPLACE FUNCTION machine_is_static(machine jsonb) RETURNS boolean
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+RETURN coalesce(machine ->> 'rule' = ANY (machine_static_rules())
+                AND machine ->> 'kind' IN ('privacy_proxy', 'scanner')
+                AND jsonb_typeof(machine -> 'rule_version') = 'number', false);
+
+-- The message an event names: Postmark's MessageID, else lemlist's emailId.
+CREATE OR REPLACE FUNCTION machine_message(metadata jsonb) RETURNS text
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+RETURN coalesce(nullif(metadata ->> 'message_id', ''), metadata ->> 'email_id');
+
+-- "The same message": both name one and it is the same; else the same step.
+CREATE OR REPLACE FUNCTION machine_same_message(
+    a_message text, a_step integer, b_message text, b_step integer
+) RETURNS boolean
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+RETURN CASE WHEN a_message IS NOT NULL AND b_message IS NOT NULL THEN a_message = b_message
+            ELSE a_step IS NOT DISTINCT FROM b_step END;
+
+-- The metadata of a stored event given again (replay, reprocess) when the
+-- static flag it comes with now differs, else NULL: the incoming flag
+-- replaces the stored one; without one, a stored static flag is removed (a
+-- dynamic one is flag_machine_events' to keep or change).
+CREATE OR REPLACE FUNCTION machine_restated(event_type text, stored jsonb, incoming jsonb)
+RETURNS jsonb
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+RETURN CASE
+    WHEN event_type NOT IN ('opened', 'clicked') THEN NULL
+    WHEN incoming ? 'machine' THEN
+        CASE WHEN stored -> 'machine' IS DISTINCT FROM incoming -> 'machine'
+             THEN jsonb_set(stored, '{machine}', incoming -> 'machine') END
+    WHEN machine_is_static(stored -> 'machine') THEN stored - 'machine'
+END;
+
+-- The e-mail opens and clicks of these enrollments whose metadata.machine is
+-- not what the rules give (`wanted`, NULL: no flag), by physical address.
+-- A static flag is kept; every other open and click takes the first dynamic
+-- rule that matches, in classify()'s order, over the enrollment's e-mail
+-- events. Each rule is a range probe of idx_campaign_events_enrollment
+-- (enrollment_id, timestamp) around the event, fenced with OFFSET 0 as the
+-- rest of the write path, so the work is linear in the opens and clicks read.
+--
+-- Which opens and clicks are read: all of the enrollment's when `p_at` is
+-- NULL (reprocess); else, for each (p_enrollments[i], p_at[i]), a written
+-- event's enrollment and time, only those within 14 s of it. That is all
+-- that event can change: a send or delivery flags opens and clicks within
+-- 5 s, a flagged open clicks up to 9 s after it (so a send reaches 14 s),
+-- a click the clicks within 2 s; everything farther keeps the flag it had,
+-- which was exact (every write recomputes around what it wrote).
+CREATE OR REPLACE FUNCTION machine_flag_changes(
+    p_enrollments uuid[], p_at timestamptz[] DEFAULT NULL
+) RETURNS TABLE (tid tid, enrollment_id uuid, wanted jsonb)
+LANGUAGE plpgsql STABLE
+SET enable_seqscan = off SET enable_bitmapscan = off SET enable_hashjoin = off
+SET enable_mergejoin = off SET jit = off
+AS $$
+#variable_conflict use_column
+BEGIN
+    -- PL/pgSQL, not SQL, so that the plan is made once per connection.
+    RETURN QUERY
+    SELECT e.tid, e.enrollment_id, f.wanted
+    FROM (
+        SELECT DISTINCT ON (r.id) r.*
+        FROM (SELECT DISTINCT u.id, u.at FROM unnest(p_enrollments, p_at) AS u (id, at)
+              WHERE u.id IS NOT NULL) w
+        CROSS JOIN LATERAL (
+            SELECT c.ctid AS tid, c.id, c.enrollment_id, c.event_type, c.timestamp AS at,
+                   c.step_number AS step, machine_message(c.metadata) AS msg,
+                   c.metadata ->> 'url' AS url, c.metadata -> 'machine' AS stored
+            FROM campaign_events c
+            WHERE c.enrollment_id = w.id
+              AND c.timestamp BETWEEN coalesce(w.at - machine_window('send')
+                                                    - machine_window('machine_open'),
+                                               '-infinity')
+                                  AND coalesce(w.at + machine_window('send')
+                                                    + machine_window('machine_open'),
+                                               'infinity')
+              AND c.channel = 'email' AND c.event_type IN ('opened', 'clicked')
+            OFFSET 0
+        ) r
+        ORDER BY r.id
+    ) e
+    CROSS JOIN LATERAL (
+        SELECT CASE
+            WHEN machine_is_static(e.stored) THEN e.stored
+            -- soon_after_send: within 5 s of a send or delivery of the same message.
+            WHEN EXISTS (
+                SELECT 1 FROM campaign_events a
+                WHERE a.enrollment_id = e.enrollment_id
+                  AND a.timestamp BETWEEN e.at - machine_window('send')
+                                      AND e.at + machine_window('send')
+                  AND a.channel = 'email' AND a.event_type IN ('sent', 'delivered')
+                  AND machine_same_message(machine_message(a.metadata), a.step_number,
+                                           e.msg, e.step))
+            THEN CASE e.event_type WHEN 'opened'
+                                   THEN machine_flag('privacy_proxy', 'soon_after_send')
+                                   ELSE machine_flag('scanner', 'soon_after_send') END
+            WHEN e.event_type = 'opened' THEN NULL
+            -- click_after_machine_open: 0 to 9 s after a flagged open of the same
+            -- message (flagged by a static rule, or by soon_after_send).
+            WHEN EXISTS (
+                SELECT 1 FROM campaign_events o
+                WHERE o.enrollment_id = e.enrollment_id
+                  AND o.timestamp BETWEEN e.at - machine_window('machine_open') AND e.at
+                  AND o.channel = 'email' AND o.event_type = 'opened'
+                  AND machine_same_message(machine_message(o.metadata), o.step_number,
+                                           e.msg, e.step)
+                  AND (machine_is_static(o.metadata -> 'machine') OR EXISTS (
+                      SELECT 1 FROM campaign_events a
+                      WHERE a.enrollment_id = o.enrollment_id
+                        AND a.timestamp BETWEEN o.timestamp - machine_window('send')
+                                            AND o.timestamp + machine_window('send')
+                        AND a.channel = 'email' AND a.event_type IN ('sent', 'delivered')
+                        AND machine_same_message(machine_message(a.metadata), a.step_number,
+                                                 machine_message(o.metadata), o.step_number))))
+            THEN machine_flag('scanner', 'click_after_machine_open')
+            -- links_at_once: within 1 s of a click on another link of the same message.
+            WHEN EXISTS (
+                SELECT 1 FROM campaign_events o
+                WHERE o.enrollment_id = e.enrollment_id
+                  AND o.timestamp BETWEEN e.at - machine_window('links')
+                                      AND e.at + machine_window('links')
+                  AND o.channel = 'email' AND o.event_type = 'clicked' AND o.id <> e.id
+                  AND o.metadata ->> 'url' IS DISTINCT FROM e.url
+                  AND machine_same_message(machine_message(o.metadata), o.step_number,
+                                           e.msg, e.step))
+            THEN machine_flag('scanner', 'links_at_once')
+            -- click_burst: 3 distinct links (message, url; a missing one is a value
+            -- of its own) clicked by the enrollment within 2 s, this one included.
+            WHEN (
+                SELECT count(DISTINCT jsonb_build_array(machine_message(o.metadata),
+                                                        o.metadata ->> 'url'))
+                FROM campaign_events o
+                WHERE o.enrollment_id = e.enrollment_id
+                  AND o.timestamp BETWEEN e.at - machine_window('burst')
+                                      AND e.at + machine_window('burst')
+                  AND o.channel = 'email' AND o.event_type = 'clicked'
+            ) >= machine_burst_links()
+            THEN machine_flag('scanner', 'click_burst')
+        END AS wanted
+        OFFSET 0
+    ) f
+    WHERE e.stored IS DISTINCT FROM f.wanted;
+END
+$$;
+
+-- Recompute the machine flags of enrollments (machine_flag_changes: around
+-- the times `p_at` when given, else all of them) and write the rows that
+-- differ; returns how many. write_batch calls it with every e-mail send,
+-- delivery, open and click it wrote (inserted, attached, or restated);
+-- reprocess calls it without times to re-apply a newer rule version.
+--
+-- Two batches writing events of one enrollment at once (a scanner's clicks
+-- arrive as separate webhooks, maybe to different workers) must not each
+-- compute from a view lacking the other's events. So each enrollment is
+-- locked first (a transaction advisory lock, two-key form: class 16 per
+-- enrollment, never meeting resolve_contacts' person locks), in key order,
+-- after the events are written and before the counters; the recomputation
+-- is a later statement of this VOLATILE function, with a fresh snapshot, so
+-- whoever locks second sees the first's events. A batch naming more than
+-- MACHINE_LOCKS_MAX enrollments takes one exclusive lock for all (class 15)
+-- instead; the others take that one shared.
+CREATE OR REPLACE FUNCTION flag_machine_events(
+    p_enrollments uuid[], p_at timestamptz[] DEFAULT NULL
+) RETURNS integer
+LANGUAGE plpgsql
+SET enable_seqscan = off SET enable_bitmapscan = off SET enable_hashjoin = off
+SET enable_mergejoin = off SET jit = off
+AS $$
+DECLARE
+    keys integer[];
+    changed integer;
+    MACHINE_LOCKS_MAX CONSTANT integer := 256;
+BEGIN
+    SELECT coalesce(array_agg(DISTINCT hashtext(u.id::text) ORDER BY hashtext(u.id::text)), '{}')
+    INTO keys
+    FROM unnest(p_enrollments) AS u (id)
+    WHERE u.id IS NOT NULL;
+    IF cardinality(keys) = 0 THEN
+        RETURN 0;
+    END IF;
+    IF cardinality(keys) > MACHINE_LOCKS_MAX THEN
+        PERFORM pg_advisory_xact_lock(15, 0);
+    ELSE
+        PERFORM pg_advisory_xact_lock_shared(15, 0);
+        PERFORM pg_advisory_xact_lock(16, k) FROM unnest(keys) AS k;
+    END IF;
+
+    UPDATE campaign_events c SET
+        metadata = CASE WHEN f.wanted IS NULL THEN c.metadata - 'machine'
+                        ELSE jsonb_set(c.metadata, '{machine}', f.wanted) END
+    FROM machine_flag_changes(p_enrollments, p_at) f
+    WHERE c.ctid = f.tid;
+    GET DIAGNOSTICS changed = ROW_COUNT;
+    RETURN changed;
+END
+$$;
+
 -- Write a batch in one statement and one implicit transaction (group
 -- commit): resolve every event's instance and enrollment, insert the events
 -- (a redelivered one is not written again; one that was unmatched is attached
@@ -766,6 +1026,8 @@ DECLARE
     c_opened integer[] := '{}';
     c_clicked integer[] := '{}';
     c_replied integer[] := '{}';
+    machine_enrollments uuid[] := '{}';
+    machine_at timestamptz[] := '{}';
 BEGIN
     IF cardinality(ev_key) > 0 THEN
         SELECT r.instance_ids, r.enrollment_ids INTO t_instance, t_hinted
@@ -801,13 +1063,30 @@ BEGIN
             SELECT *
             FROM unnest(ev_id, t_enrollment, t_instance, ev_delivery, ev_type, ev_channel,
                         ev_provider, ev_key, ev_campaign_key, ev_step, ev_at, ev_metadata)
+            -- A stored event is attached when it resolves now; (machine flags) it
+            -- also takes the static flag it comes with when that differs, and a
+            -- row updated for that alone keeps its enrollment and instance. Such a
+            -- row comes back with `inserted` false and an enrollment whose state
+            -- already holds it: it counts nowhere.
             ON CONFLICT (provider, provider_event_id) DO UPDATE
-                SET enrollment_id = EXCLUDED.enrollment_id, instance_id = EXCLUDED.instance_id
-                WHERE ce.enrollment_id IS NULL
-                  AND (EXCLUDED.enrollment_id IS NOT NULL
-                       OR (ce.instance_id IS NULL AND EXCLUDED.instance_id IS NOT NULL))
+                SET enrollment_id = CASE WHEN event_attaches(ce.enrollment_id, ce.instance_id,
+                                                             EXCLUDED.enrollment_id,
+                                                             EXCLUDED.instance_id)
+                                         THEN EXCLUDED.enrollment_id
+                                         ELSE ce.enrollment_id END,
+                    instance_id = CASE WHEN event_attaches(ce.enrollment_id, ce.instance_id,
+                                                           EXCLUDED.enrollment_id,
+                                                           EXCLUDED.instance_id)
+                                       THEN EXCLUDED.instance_id
+                                       ELSE ce.instance_id END,
+                    metadata = coalesce(machine_restated(ce.event_type, ce.metadata,
+                                                         EXCLUDED.metadata),
+                                        ce.metadata)
+                WHERE event_attaches(ce.enrollment_id, ce.instance_id, EXCLUDED.enrollment_id,
+                                     EXCLUDED.instance_id)
+                   OR machine_restated(ce.event_type, ce.metadata, EXCLUDED.metadata) IS NOT NULL
             RETURNING ce.delivery_id AS owner, ce.enrollment_id, ce.event_type, ce.metadata,
-                      ce.step_number, ce.timestamp, (xmax = 0) AS inserted
+                      ce.step_number, ce.timestamp, (xmax = 0) AS inserted, ce.channel
         ),
         per_delivery AS (
             SELECT w.owner,
@@ -847,6 +1126,15 @@ BEGIN
             WHERE h.event_mask | h.bits <> h.event_mask
                OR h.step > h.current_step
                OR h.first_reply < coalesce(h.replied_at, 'infinity')
+        ),
+        -- (machine flags) Where flags may change: each e-mail send, delivery,
+        -- open or click written, by enrollment and time.
+        machine AS (
+            SELECT coalesce(array_agg(w.enrollment_id), '{}') AS enrollments,
+                   coalesce(array_agg(w.timestamp), '{}') AS at
+            FROM written w
+            WHERE w.channel = 'email' AND w.enrollment_id IS NOT NULL
+              AND w.event_type IN ('sent', 'delivered', 'opened', 'clicked')
         )
         SELECT coalesce((SELECT array_agg(p.owner) FROM per_delivery p), '{}'),
                coalesce((SELECT array_agg(p.new_events) FROM per_delivery p), '{}'),
@@ -856,9 +1144,10 @@ BEGIN
                coalesce((SELECT array_agg(m.bits) FROM moving m), '{}'),
                coalesce((SELECT array_agg(m.step) FROM moving m), '{}'),
                coalesce((SELECT array_agg(m.first_reply) FROM moving m), '{}'),
-               (SELECT count(*) FROM held), (SELECT count(*) FROM touched)
+               (SELECT count(*) FROM held), (SELECT count(*) FROM touched),
+               (SELECT m.enrollments FROM machine m), (SELECT m.at FROM machine m)
         INTO owners, owner_new, owner_unmatched, m_tid, m_mask, m_bits, m_step, m_reply,
-             held, touched;
+             held, touched, machine_enrollments, machine_at;
         IF held < touched THEN
             RAISE EXCEPTION 'an enrollment was merged or erased while a batch attached events to it'
                 USING ERRCODE = 'serialization_failure';
@@ -905,6 +1194,10 @@ BEGIN
                contacts.delta_replied
                    || coalesce((SELECT array_agg(c.replied) FROM counted c), '{}')
         INTO c_instance, c_enrolled, c_sent, c_opened, c_clicked, c_replied;
+        -- (machine flags) After the events are written, before the counters.
+        IF cardinality(machine_enrollments) > 0 THEN
+            PERFORM flag_machine_events(machine_enrollments, machine_at);
+        END IF;
         -- What each delivery's events did, in the deliveries' order. An event
         -- attached now keeps the delivery that first stored it, which may be
         -- of an earlier batch: this batch's delivery of it is a duplicate.

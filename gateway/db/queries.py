@@ -152,10 +152,18 @@ async def stored_bodies(conn: Connection, provider: str, received_at: datetime) 
     return [bytes(r["body"]) for r in rows]
 
 
-async def stored_events(conn: Connection, provider: str, keys: list[str]) -> dict[str, bool]:
-    """The keys among `keys` stored as events, each with whether it has an enrollment."""
+class StoredEvent(NamedTuple):
+    """What reprocess needs of a stored event."""
+
+    enrollment_id: UUID | None
+    machine: Any
+    """Its `metadata.machine` as stored (None: unflagged)."""
+
+
+async def stored_events(conn: Connection, provider: str, keys: list[str]) -> dict[str, StoredEvent]:
+    """The keys among `keys` stored as events, each with its enrollment and machine flag."""
     rows = await conn.fetch(sql("stored_events"), provider, keys)
-    return {r["provider_event_id"]: r["attached"] for r in rows}
+    return {r["provider_event_id"]: StoredEvent(r["enrollment_id"], r["machine"]) for r in rows}
 
 
 async def delivery_events(conn: Connection, ids: list[UUID]) -> dict[UUID, tuple[int, int]]:
@@ -180,3 +188,21 @@ async def update_delivery_outcome(
 ) -> None:
     """Store a reprocessed delivery's new outcome."""
     await conn.execute(sql("update_delivery_outcome"), delivery_id, *outcome)
+
+
+async def stale_machine_flags(conn: Connection, enrollments: list[UUID]) -> set[UUID]:
+    """The enrollments among these whose machine flags the current rules would change."""
+    rows = await conn.fetch(sql("stale_machine_flags"), enrollments)
+    return {r["enrollment_id"] for r in rows}
+
+
+async def flag_machine_events(conn: Connection, enrollments: list[UUID]) -> int:
+    """Recompute these enrollments' machine flags (their lock held to commit); rows changed."""
+    changed: int = await conn.fetchval(sql("flag_machine_events"), enrollments)
+    return changed
+
+
+async def machine_flags(conn: Connection, enrollments: list[UUID]) -> dict[UUID, Any]:
+    """`metadata.machine` (or None) of each e-mail open and click of these enrollments."""
+    rows = await conn.fetch(sql("machine_flags"), enrollments)
+    return {r["id"]: r["machine"] for r in rows}

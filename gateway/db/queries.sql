@@ -48,10 +48,10 @@ WHERE provider = ANY($1::text[])
 SELECT body FROM webhook_deliveries WHERE provider = $1 AND received_at = $2;
 
 -- name: stored_events
--- Which of these event keys are stored, and whether each has its enrollment:
--- reprocess writes only when something is missing or unattached, and counts
--- what it attaches.
-SELECT provider_event_id, enrollment_id IS NOT NULL AS attached
+-- Which of these event keys are stored, with their enrollment (if any) and
+-- machine flag: reprocess writes only when something is missing, unattached
+-- or flagged otherwise, and counts what it attaches.
+SELECT provider_event_id, enrollment_id, metadata -> 'machine' AS machine
 FROM campaign_events
 WHERE provider = $1 AND provider_event_id = ANY($2::text[]);
 
@@ -89,3 +89,20 @@ RETURNING id, provider, received_at, body, headers, query, fetched_body, fetched
 SELECT count(*) AS count, min(received_at) AS oldest, max(received_at) AS newest
 FROM webhook_deliveries
 WHERE received_at < $1;
+
+-- name: stale_machine_flags
+-- The enrollments among these whose opens and clicks are not flagged as the
+-- current rules say (a rule's version changed since): reprocess rewrites them.
+SELECT DISTINCT enrollment_id FROM machine_flag_changes($1::uuid[]);
+
+-- name: flag_machine_events
+-- Recompute these enrollments' machine flags; how many events changed.
+SELECT flag_machine_events($1::uuid[]);
+
+-- name: machine_flags
+-- The machine flag of each e-mail open and click of these enrollments, by
+-- event id: reprocess counts the flags a delivery's transaction changed.
+SELECT id, metadata -> 'machine' AS machine
+FROM campaign_events
+WHERE enrollment_id = ANY($1::uuid[]) AND channel = 'email'
+  AND event_type IN ('opened', 'clicked');
