@@ -374,8 +374,11 @@ DECLARE
     gone record;
 BEGIN
     enrolled := 0; sent := 0; opened := 0; clicked := 0; replied := 0;
+    -- One ANY, not `id = survivor OR id = ANY (losers)`: an OR of the two
+    -- cannot be one index probe without a bitmap scan, and would walk the
+    -- whole primary key (tests/integration/test_plans.py).
     PERFORM 1 FROM campaign_enrollments e
-    WHERE e.id = survivor OR e.id = ANY (losers)
+    WHERE e.id = ANY (array_prepend(survivor, losers))
     ORDER BY e.id
     FOR UPDATE;
     SELECT e.instance_id, e.event_mask INTO instance_id, kept_mask

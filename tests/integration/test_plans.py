@@ -154,3 +154,60 @@ async def test_write_path_never_scans_a_growing_table(
     finally:
         await writer.close()
         await admin.close()
+
+
+async def test_merges_probe_the_enrollments_they_merge(
+    create_database: Callable[[], str],
+) -> None:
+    """Merging people of a grown instance reads their enrollments, not the instance's."""
+    url = create_database()
+    apply_migrations(url)
+    admin = await asyncpg.connect(url)
+    writer = await asyncpg.connect(url)
+    await init_connection(writer)
+    try:
+        template = await admin.fetchval(
+            "INSERT INTO campaign_templates (name, type) VALUES ('t', 'email') RETURNING id"
+        )
+        instance = await admin.fetchval(
+            "INSERT INTO campaign_instances (template_id, name, status, provider_config)"
+            " VALUES ($1, 'growth', 'active', '{\"lemlist_campaign_id\": \"cam_growth\"}')"
+            " RETURNING id",
+            template,
+        )
+        await admin.execute("ANALYZE")
+        # Each person twice: once known by e-mail only, once by LinkedIn only.
+        await admin.execute(
+            "INSERT INTO campaign_enrollments (instance_id, contact_email, status)"
+            " SELECT $1, 'lead' || g || '@example.com', 'active' FROM generate_series(1, 2000) g",
+            instance,
+        )
+        await admin.execute(
+            "INSERT INTO campaign_enrollments (instance_id, linkedin_url, status)"
+            " SELECT $1, 'https://www.linkedin.com/in/lead-' || g, 'active'"
+            " FROM generate_series(1, 2000) g",
+            instance,
+        )
+        await flushed(writer)
+        before = await seq_scans(admin)
+
+        # Events carrying both identifiers prove each pair one person.
+        for n in range(8):
+            await queries.write_batch(
+                writer, *batch(f"m{n}", range(1 + n * 5, 6 + n * 5)), store=True
+            )
+        await flushed(writer)
+        after = await seq_scans(admin)
+
+        assert (
+            await admin.fetchval(
+                "SELECT count(*) FROM campaign_enrollments WHERE instance_id = $1", instance
+            )
+            == 4000 - 40
+        )
+        assert after["campaign_enrollments"][0] == before["campaign_enrollments"][0]
+        fetched = after["campaign_enrollments"][2] - before["campaign_enrollments"][2]
+        assert fetched < 1000, fetched
+    finally:
+        await writer.close()
+        await admin.close()
