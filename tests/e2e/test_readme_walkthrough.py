@@ -1,4 +1,4 @@
-"""The README's campaign management walkthrough, run as a new user runs it: bash and curl.
+"""The campaign management walkthrough of docs/api.md, run as a new user runs it: bash and curl.
 
 The block between the management-api-walkthrough markers runs unchanged but
 for two substitutions: the port of the `gateway serve` started here, and
@@ -20,15 +20,15 @@ import pytest
 
 from tests.e2e.helpers import free_port, gateway_env, serving
 
-README = Path(__file__).resolve().parents[2] / "README.md"
+API_DOC = Path(__file__).resolve().parents[2] / "docs" / "api.md"
 
 
 def walkthrough() -> str:
     """The bash block between the walkthrough markers."""
-    text = README.read_text()
+    text = API_DOC.read_text()
     marker = "management-api-walkthrough"
     block = re.search(rf"<!-- {marker} -->\s*```bash\n(.*?)```\s*<!-- /{marker} -->", text, re.S)
-    assert block, "README lost its management API walkthrough"
+    assert block, "docs/api.md lost its management API walkthrough"
     return block.group(1)
 
 

@@ -1,9 +1,9 @@
-"""The README's read API examples run, and answer what the README says they answer.
+"""The read API examples of docs/api.md run, and answer what that page says they answer.
 
 Each curl between the read-api-examples markers is run against the seeded
 database plus one unmatched and one rejected webhook, and its answer is
-checked against the facts the README states (or the seed fixes). An example
-added to the README without a check here fails the test.
+checked against the facts the page states (or the seed fixes). An example
+added to the page without a check here fails the test.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from gateway.db.pool import Pool
 from gateway.db.seed import load_seed
 from tests.conftest import fixture_body, post_webhook
 
-README = Path(__file__).resolve().parents[2] / "README.md"
+API_DOC = Path(__file__).resolve().parents[2] / "docs" / "api.md"
 TEMPLATE = "5eed0001-0000-4000-8000-000000000002"
 ACTIVE = "5eed0004-0000-4000-8000-000000000001"
 INSTANCE = "5eed0004-0000-4000-8000-000000000002"
@@ -32,9 +32,9 @@ UNMATCHED_ACTIVITY = "act_readme_unmatched"
 
 def read_api_examples() -> list[str]:
     """The URLs of the curl commands between the read-api-examples markers."""
-    text = README.read_text()
+    text = API_DOC.read_text()
     block = re.search(r"<!-- read-api-examples -->(.*?)<!-- /read-api-examples -->", text, re.S)
-    assert block, "README lost its read API examples"
+    assert block, "docs/api.md lost its read API examples"
     return [
         shlex.split(line)[-1] for line in block.group(1).splitlines() if line.startswith("curl ")
     ]
@@ -68,7 +68,7 @@ def one_instance(answer: Any) -> None:
 
 
 def february_figures(answer: Any) -> None:
-    """The figures the README's performance example shows."""
+    """The figures the performance example of docs/api.md shows."""
     assert answer["instance_id"] == INSTANCE and answer["enrolled"] == 1
     shown = ("sent", "delivered", "opened", "clicked", "connection_requested")
     assert {t: answer["totals"][t] for t in shown} == {
@@ -148,7 +148,7 @@ def metrics(text: str) -> None:
     assert 'gateway_webhook_deliveries_total{provider="lemlist",status="rejected"} 1.0' in text
 
 
-#: What each README example answers; keyed by the example's path and query.
+#: What each example of docs/api.md answers; keyed by the example's path and query.
 CHECKS: dict[str, Callable[[Any], None]] = {
     "/api/campaigns/templates?type=multi_channel&is_active=true": multi_channel_templates,
     f"/api/campaigns/templates/{TEMPLATE}": one_template,
@@ -186,7 +186,7 @@ async def test_readme_examples_answer_what_the_readme_says(
         url = urlsplit(f"http://{example}")
         assert url.port == 8000, example
         targets.append(url.path + (f"?{url.query}" if url.query else ""))
-    assert sorted(targets) == sorted(CHECKS), "a README example without a check, or the reverse"
+    assert sorted(targets) == sorted(CHECKS), "an example without a check, or the reverse"
     for target in targets:
         response = await client.get(target)
         assert response.status_code == 200, (target, response.text)
