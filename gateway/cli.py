@@ -36,7 +36,7 @@ from gateway.db.migrate import apply_migrations
 from gateway.db.pool import init_connection
 from gateway.db.queries import DELIVERY_STATUSES, DeliveryFilter
 from gateway.logs import configure_logging
-from gateway.retention import AGE_UNITS
+from gateway.ops.retention import AGE_UNITS
 from gateway.secrets import known_redactor, load_api_keys, load_secrets
 from gateway.settings import PROVIDERS, Settings, SettingsError
 
@@ -334,7 +334,7 @@ def _timestamp(text: str) -> datetime:
 
 
 def _age(text: str) -> timedelta:
-    from gateway.retention import parse_age
+    from gateway.ops.retention import parse_age
 
     try:
         return parse_age(text)
@@ -611,9 +611,9 @@ def cmd_api_key(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_replay(args: argparse.Namespace, settings: Settings) -> int:
-    from gateway import capture
-    from gateway.progress import Progress
-    from gateway.replay import replay_direct, replay_http
+    from gateway.ops import capture
+    from gateway.ops.progress import Progress
+    from gateway.ops.replay import replay_direct, replay_http
 
     with file_errors(settings.data_dir, "keep generated secrets under"):
         secrets, generated = load_secrets(settings)
@@ -645,7 +645,7 @@ def cmd_replay(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_export(args: argparse.Namespace, settings: Settings) -> int:
-    from gateway.export import export_deliveries
+    from gateway.ops.export import export_deliveries
 
     url = database_url(settings)
 
@@ -691,8 +691,8 @@ def open_private(path: Path, *, append: bool = False) -> BinaryIO:
 def cmd_reprocess(args: argparse.Namespace, settings: Settings) -> int:
     from gateway.db.pool import close_pool, create_pool
     from gateway.fetch import ResultFetcher
-    from gateway.progress import Progress
-    from gateway.reprocess import Report, Reprocessor
+    from gateway.ops.progress import Progress
+    from gateway.ops.reprocess import Report, Reprocessor
 
     url = database_url(settings)
     where = _filter(args)
@@ -719,8 +719,8 @@ def cmd_reprocess(args: argparse.Namespace, settings: Settings) -> int:
 
 def cmd_purge(args: argparse.Namespace, settings: Settings) -> int:
     from gateway.db.pool import close_pool, create_pool
-    from gateway.progress import Progress
-    from gateway.retention import Purgeable, count_purgeable, purge_deliveries
+    from gateway.ops.progress import Progress
+    from gateway.ops.retention import Purgeable, count_purgeable, purge_deliveries
 
     url = database_url(settings)
     cutoff = datetime.now(UTC) - args.older_than
@@ -785,7 +785,7 @@ def _confirmed(question: str) -> bool:
 
 
 def cmd_engagement_refresh(args: argparse.Namespace, settings: Settings) -> int:
-    from gateway.engagement_refresh import (
+    from gateway.ops.engagement_refresh import (
         PRIVATE_RELAY_URL,
         RefreshError,
         refresh_private_relay,
@@ -806,7 +806,7 @@ def cmd_engagement_refresh(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_erase(args: argparse.Namespace, settings: Settings) -> int:
-    from gateway.erase import Person, PersonError, erase, plan, render
+    from gateway.ops.erase import Person, PersonError, erase, plan, render
 
     try:
         person = Person.of(args.email, args.linkedin_url)

@@ -15,8 +15,8 @@ from typing import Any
 
 import msgspec
 
-from gateway import capture
 from gateway.fetch import Fetched
+from gateway.ops import capture
 from providers import lemlist, phantombuster, postmark
 from providers.base import Parsed, ProviderError
 

@@ -15,7 +15,7 @@ from gateway.db.pool import Connection, Pool, connection, transaction
 from gateway.errors import BadRequest, Unavailable
 from gateway.fetch import ResultFetcher
 from gateway.ingest import REFUSED, RETRIES, RETRYABLE
-from gateway.reprocess import Cursor, Report, Reprocessor
+from gateway.ops.reprocess import Cursor, Report, Reprocessor
 from gateway.settings import Settings
 
 T = TypeVar("T")

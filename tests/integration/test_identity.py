@@ -27,8 +27,8 @@ from gateway.db.pool import Pool, create_pool
 from gateway.db.queries import DeliveryFilter
 from gateway.fetch import ResultFetcher
 from gateway.ingest import Delivery, Ingestor
-from gateway.progress import Progress
-from gateway.reprocess import Reprocessor
+from gateway.ops.progress import Progress
+from gateway.ops.reprocess import Reprocessor
 from gateway.settings import Settings
 from tests.conftest import AUTH, make_instance, post_webhook
 from tests.replaying import everything, recounted, stored_counters

@@ -33,8 +33,8 @@ from gateway.engagement import RULES, EmailEvent, Rule, classify, human
 from gateway.fetch import ResultFetcher
 from gateway.ids import uuid7
 from gateway.ingest import Delivery, Ingestor, write_events
-from gateway.progress import Progress
-from gateway.reprocess import Report, Reprocessor
+from gateway.ops.progress import Progress
+from gateway.ops.reprocess import Report, Reprocessor
 from gateway.settings import Settings
 from providers import lemlist
 from tests.conftest import fixture_body, make_instance, post_webhook

@@ -16,7 +16,7 @@ from gateway.db.migrate import apply_migrations, migrations_dir, rollback_migrat
 from gateway.db.pool import Pool
 from gateway.db.queries import QUERIES
 from gateway.db.reads import READS
-from gateway.erase import ERASE
+from gateway.ops.erase import ERASE
 from providers.base import normalize_linkedin_url
 from tests.schema import INDEXES, INDEXES_QUERY, MIGRATIONS, by_table
 

@@ -19,15 +19,15 @@ import respx
 from litestar import Litestar
 from litestar.testing import AsyncTestClient
 
-from gateway import capture
 from gateway.app import create_app
-from gateway.capture import BadLine, Captured
 from gateway.db.migrate import apply_migrations
 from gateway.db.pool import Pool
 from gateway.db.queries import DeliveryFilter
-from gateway.export import export_deliveries
-from gateway.progress import Progress
-from gateway.replay import Tally, replay_direct, replay_http
+from gateway.ops import capture
+from gateway.ops.capture import BadLine, Captured
+from gateway.ops.export import export_deliveries
+from gateway.ops.progress import Progress
+from gateway.ops.replay import Tally, replay_direct, replay_http
 from gateway.secrets import Redactor, WebhookSecrets
 from gateway.settings import PROVIDERS, Settings
 from tests.conftest import FIXTURES, PB_API, SECRETS, fixture_body, post_webhook

@@ -16,13 +16,13 @@ import httpx
 import pytest
 import respx
 
-from gateway import capture
 from gateway.db.pool import Pool
 from gateway.db.queries import DeliveryFilter
 from gateway.fetch import ResultFetcher
-from gateway.progress import Progress
-from gateway.replay import replay_direct
-from gateway.reprocess import Report, Reprocessor
+from gateway.ops import capture
+from gateway.ops.progress import Progress
+from gateway.ops.replay import replay_direct
+from gateway.ops.reprocess import Report, Reprocessor
 from gateway.secrets import WebhookSecrets
 from gateway.settings import PROVIDERS, Settings
 from tests.conftest import FIXTURES, PB_API, SECRETS, fixture_body, make_instance

@@ -19,8 +19,8 @@ from litestar.testing import AsyncTestClient
 from gateway.app import create_app
 from gateway.db.pool import Pool
 from gateway.db.queries import DeliveryFilter
-from gateway.export import export_deliveries
 from gateway.logs import configure_logging
+from gateway.ops.export import export_deliveries
 from gateway.secrets import (
     API_KEY_FILE,
     ApiKeys,

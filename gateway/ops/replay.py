@@ -24,13 +24,13 @@ from typing import Final, NamedTuple, Protocol, TextIO
 import httpx
 import msgspec
 
-from gateway.capture import BadLine, Captured
 from gateway.db import queries
 from gateway.db.pool import Pool, close_pool, connection, create_pool
 from gateway.errors import Unavailable
 from gateway.fetch import Fetched, ResultFetcher
 from gateway.ingest import STATUSES, Delivery, Ingestor, parse_delivery
-from gateway.progress import Progress
+from gateway.ops.capture import BadLine, Captured
+from gateway.ops.progress import Progress
 from gateway.secrets import REDACTED, Redactor, WebhookSecrets
 from gateway.settings import Settings
 from gateway.webhooks import (

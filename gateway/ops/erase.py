@@ -34,7 +34,7 @@ from gateway.db.pool import Connection
 from gateway.db.queries import load_queries
 from providers.base import normalize_linkedin_url
 
-ERASE: dict[str, str] = load_queries(Path(__file__).parent / "db" / "erase.sql")
+ERASE: dict[str, str] = load_queries(Path(__file__).parent.parent / "db" / "erase.sql")
 #: Candidate deliveries read per page (their bodies travel to the gateway).
 PAGE: Final = 500
 _LINKEDIN_URL = re.compile(

@@ -13,10 +13,10 @@ from typing import BinaryIO
 
 from asyncpg import Record
 
-from gateway.capture import encode_line
 from gateway.db import queries
 from gateway.db.pool import Connection
 from gateway.fetch import Fetched
+from gateway.ops.capture import encode_line
 from gateway.secrets import Redactor
 
 

@@ -45,7 +45,7 @@ from gateway.ingest import (
     normalize,
     write_events,
 )
-from gateway.progress import Progress
+from gateway.ops.progress import Progress
 from gateway.settings import Settings
 from providers.base import NormalizedEvent
 

@@ -16,8 +16,8 @@ from typing import BinaryIO, NamedTuple
 
 from gateway.db import queries
 from gateway.db.pool import Pool, connection, transaction
-from gateway.export import stored_line
-from gateway.progress import Progress
+from gateway.ops.export import stored_line
+from gateway.ops.progress import Progress
 from gateway.secrets import known_redactor
 from gateway.settings import Settings
 
