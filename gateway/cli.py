@@ -34,7 +34,8 @@ from gateway.cli_errors import CliError, database_errors, file_errors, redact_ur
 from gateway.db.embedded import start_embedded, supervise_embedded
 from gateway.db.migrate import apply_migrations
 from gateway.db.pool import init_connection
-from gateway.db.queries import DELIVERY_STATUSES, DeliveryFilter
+from gateway.db.queries import DeliveryFilter
+from gateway.delivery import DELIVERY_STATUSES
 from gateway.logs import configure_logging
 from gateway.ops.retention import AGE_UNITS
 from gateway.secrets import known_redactor, load_api_keys, load_secrets

@@ -15,9 +15,9 @@ import re
 from urllib.parse import urlsplit
 
 import httpx
-import msgspec
 import structlog
 
+from gateway.delivery import Fetched
 from gateway.settings import Settings
 from providers.base import ResultFetch
 
@@ -30,13 +30,6 @@ _URL_CHARACTERS = re.compile(r"[!-~]+")
 
 class FetchError(Exception):
     """The result object could not be fetched; the delivery stays pending."""
-
-
-class Fetched(msgspec.Struct, frozen=True, kw_only=True):
-    """A fetched result object and where it came from."""
-
-    body: bytes
-    source: str
 
 
 class ResultFetcher:

@@ -28,9 +28,10 @@ import structlog
 
 from gateway.db import queries
 from gateway.db.pool import Connection, Pool, connection
+from gateway.delivery import Delivery, Fetched
 from gateway.engagement import StaticRules, static_rules_for
 from gateway.errors import Unavailable
-from gateway.fetch import Fetched, FetchError, ResultFetcher
+from gateway.fetch import FetchError, ResultFetcher
 from gateway.ids import uuid7
 from gateway.readiness import WriteHealth
 from gateway.settings import Settings
@@ -45,9 +46,6 @@ PARSERS: Final[Mapping[str, Callable[[bytes, Mapping[str, str]], Parsed]]] = {
     "phantombuster": phantombuster.parse,
 }
 
-#: Outcomes a caller may see; `rejected` answers 400, the others 200.
-STATUSES: Final = ("processed", "duplicate", "unmatched", "ignored", "pending", "rejected")
-
 #: Attempts at one transaction before the caller gets 503.
 RETRIES: Final = 6
 #: How often a result may point elsewhere (an API answer naming a result file).
@@ -60,19 +58,6 @@ RETRYABLE: Final = (
 )
 #: Errors caused by a value the database refuses: the input's fault.
 REFUSED: Final = (asyncpg.DataError, asyncpg.CheckViolationError)
-
-
-class Delivery(msgspec.Struct, frozen=True, kw_only=True):
-    """One webhook request as received, secrets already removed."""
-
-    provider: str
-    received_at: datetime
-    body: bytes
-    headers: dict[str, str]
-    query: dict[str, str]
-    body_size: int = -1
-    """Size of the whole body; differs from len(body) only for an oversized one."""
-    id: UUID = msgspec.field(default_factory=uuid7)
 
 
 class Outcome(msgspec.Struct, frozen=True, kw_only=True):
@@ -453,7 +438,7 @@ def _delivery_args(job: _Job) -> queries.DeliveryArgs:
         provider=delivery.provider,
         received_at=delivery.received_at,
         body=delivery.body,
-        body_size=delivery.body_size if delivery.body_size >= 0 else len(delivery.body),
+        body_size=delivery.recorded_size,
         headers=delivery.headers,
         query=delivery.query,
         status=job.status,

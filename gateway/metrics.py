@@ -24,7 +24,7 @@ import time
 from collections.abc import Callable, Iterator
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Final, get_args
+from typing import Any, Final
 from urllib.parse import parse_qs, urlsplit
 
 from litestar import Request, Response, get
@@ -36,9 +36,9 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.exposition import choose_encoder
 from prometheus_client.registry import Collector
 
-from gateway.api.schemas import DeliveryStatus
 from gateway.db import reads
 from gateway.db.pool import Pool, connection, waiting
+from gateway.delivery import DELIVERY_STATUSES
 from gateway.errors import Unavailable
 from gateway.settings import PROVIDERS, Settings
 
@@ -128,7 +128,7 @@ class Metrics:
         self.freshness = _Freshness()
         self.embedded = "true" if is_embedded(settings) else "false"
         for provider in PROVIDERS:  # every series exists from the start, at 0
-            for status in get_args(DeliveryStatus):
+            for status in DELIVERY_STATUSES:
                 self.deliveries.labels(provider, status)
             self.events_written.labels(provider)
             self.duplicates.labels(provider)

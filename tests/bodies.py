@@ -15,7 +15,7 @@ from typing import Any
 
 import msgspec
 
-from gateway.fetch import Fetched
+from gateway.delivery import Fetched
 from gateway.ops import capture
 from providers import lemlist, phantombuster, postmark
 from providers.base import Parsed, ProviderError

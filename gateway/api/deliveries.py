@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import base64
-from typing import Annotated, Any, Literal, get_args
+from typing import Annotated, Any, Literal
 from uuid import UUID
 
 import msgspec
@@ -39,6 +39,7 @@ from gateway.api.schemas import (
     problems,
 )
 from gateway.db import reads
+from gateway.delivery import DELIVERY_STATUSES
 from gateway.errors import BadRequest, NotFound
 from gateway.secrets import SecretMask
 
@@ -89,7 +90,7 @@ async def list_deliveries(
     order: Order = "oldest",
 ) -> DeliveryPage:
     where = reads.DeliveryFilter(
-        statuses=distinct(status) or get_args(DeliveryStatus),
+        statuses=distinct(status) or DELIVERY_STATUSES,
         providers=distinct(provider),
         period=time_range(from_, to),
         search=_search(q),

@@ -16,6 +16,8 @@ import msgspec
 from litestar.openapi import ResponseSpec
 from msgspec import UNSET, Meta, UnsetType
 
+from gateway.delivery import DeliveryStatus
+
 PROBLEM_JSON = "application/problem+json"
 
 TemplateType = Literal["email", "linkedin", "multi_channel"]
@@ -64,9 +66,6 @@ EventType = Literal[
     "connection_accepted",
     "message_sent",
     "voice_message_sent",
-]
-DeliveryStatus = Literal[
-    "processed", "duplicate", "unmatched", "ignored", "rejected", "pending", "failed"
 ]
 
 

@@ -10,6 +10,8 @@ from uuid import UUID
 
 from asyncpg import Connection, Record
 
+from gateway.delivery import DELIVERY_STATUSES
+
 
 def load_queries(path: Path) -> dict[str, str]:
     """Split a file into `-- name: x` blocks; a block's leading comments stay with it."""
@@ -93,18 +95,6 @@ async def write_batch(
     )
     rows = await conn.fetch(sql("write_batch"), *event_columns, *delivery_columns, store)
     return [BatchOutcome(*row) for row in rows]
-
-
-#: Every value of `webhook_deliveries.status` (its CHECK constraint).
-DELIVERY_STATUSES: tuple[str, ...] = (
-    "processed",
-    "duplicate",
-    "unmatched",
-    "ignored",
-    "rejected",
-    "pending",
-    "failed",
-)
 
 
 class DeliveryFilter(NamedTuple):

@@ -25,7 +25,7 @@ from typing import Any
 
 import msgspec
 
-from gateway.fetch import Fetched
+from gateway.delivery import Fetched
 from gateway.settings import PROVIDERS
 
 

@@ -15,7 +15,7 @@ from asyncpg import Record
 
 from gateway.db import queries
 from gateway.db.pool import Connection
-from gateway.fetch import Fetched
+from gateway.delivery import Fetched
 from gateway.ops.capture import encode_line
 from gateway.secrets import Redactor
 

@@ -26,23 +26,18 @@ import msgspec
 
 from gateway.db import queries
 from gateway.db.pool import Pool, close_pool, connection, create_pool
+from gateway.delivery import OUTCOME_STATUSES, Delivery, Fetched, redact_query, too_large
 from gateway.errors import Unavailable
-from gateway.fetch import Fetched, ResultFetcher
-from gateway.ingest import STATUSES, Delivery, Ingestor, parse_delivery
+from gateway.fetch import ResultFetcher
+from gateway.ingest import Ingestor, parse_delivery
 from gateway.ops.capture import BadLine, Captured
 from gateway.ops.progress import Progress
 from gateway.secrets import REDACTED, Redactor, WebhookSecrets
 from gateway.settings import Settings
-from gateway.webhooks import (
-    OVERSIZED_PREFIX_BYTES,
-    redact_headers,
-    redact_query,
-    too_large,
-)
 from providers.base import ProviderError, ResultFetch
 
 #: The outcomes a delivery can have, in the summary's order.
-OUTCOMES: Final = STATUSES
+OUTCOMES: Final = OUTCOME_STATUSES
 #: Headers a replay never forwards: the client sets them, or they carry credentials.
 NOT_FORWARDED: Final = frozenset(
     {
@@ -203,15 +198,16 @@ class DirectTarget:
 
     async def send(self, captured: Captured) -> Sent:
         size, limit = len(captured.body), self._settings.body_limit(captured.provider)
-        body = captured.body[:OVERSIZED_PREFIX_BYTES] if size > limit else captured.body
-        delivery = Delivery(
-            provider=captured.provider,
-            received_at=captured.received_at or self._clock(),
-            # A capture written by hand may hold a secret: never store it.
-            body=self._redactor.body(body),
-            body_size=size if size > limit else -1,  # -1: the stored (masked) body's size
-            headers=redact_headers(captured.headers, self._redactor),
-            query=redact_query(captured.query, self._redactor),
+        # A capture written by hand may hold a secret: never store it.
+        delivery = Delivery.received(
+            captured.provider,
+            captured.received_at or self._clock(),
+            captured.body,
+            size=size,
+            limit=limit,
+            headers=captured.headers,
+            query=captured.query,
+            redactor=self._redactor,
         )
         if captured.fetched is not None:
             self._remember_result(delivery, captured.fetched)

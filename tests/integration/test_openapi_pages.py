@@ -10,7 +10,7 @@ import pytest
 from litestar import Litestar
 from litestar.testing import AsyncTestClient
 
-from gateway.db.queries import DELIVERY_STATUSES
+from gateway.delivery import DELIVERY_STATUSES
 from providers.base import EVENT_TYPES
 
 Client = AsyncTestClient[Litestar]
