@@ -39,7 +39,8 @@ from gateway.delivery import DELIVERY_STATUSES
 from gateway.logs import configure_logging
 from gateway.ops.retention import AGE_UNITS
 from gateway.secrets import known_redactor, load_api_keys, load_secrets
-from gateway.settings import PROVIDERS, Settings, SettingsError
+from gateway.settings import Settings, SettingsError
+from providers.vocabulary import PROVIDERS
 
 #: Where `gateway serve` listens by default, hence what `gateway urls` prints by default.
 DEFAULT_BASE_URL = "http://127.0.0.1:8000"

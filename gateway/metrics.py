@@ -40,7 +40,8 @@ from gateway.db import reads
 from gateway.db.pool import Pool, connection, waiting
 from gateway.delivery import DELIVERY_STATUSES
 from gateway.errors import Unavailable
-from gateway.settings import PROVIDERS, Settings
+from gateway.settings import Settings
+from providers.vocabulary import PROVIDERS
 
 #: How long the scrape waits for the database before reporting it down.
 DATABASE_CHECK_TIMEOUT_S = 1.0

@@ -22,7 +22,8 @@ from urllib.parse import quote
 
 import msgspec
 
-from gateway.settings import PROVIDERS, Settings
+from gateway.settings import Settings
+from providers.vocabulary import PROVIDERS
 
 SECRETS_FILE = "webhook-secrets.json"
 #: What a masked secret reads as.

@@ -13,7 +13,7 @@ from typing import Literal
 
 import msgspec
 
-PROVIDERS: tuple[str, ...] = ("lemlist", "postmark", "phantombuster")
+from providers.vocabulary import PROVIDERS
 
 DEFAULT_RESULT_HOSTS: tuple[str, ...] = (
     "phantombuster.s3.amazonaws.com",

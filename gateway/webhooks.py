@@ -34,7 +34,8 @@ from gateway.errors import (
 from gateway.ingest import Ingestor, elapsed_ms
 from gateway.metrics import Metrics
 from gateway.secrets import Redactor, WebhookSecrets, credentials_from_request
-from gateway.settings import PROVIDERS, Settings
+from gateway.settings import Settings
+from providers.vocabulary import PROVIDERS
 
 log = structlog.get_logger("gateway.webhook")
 

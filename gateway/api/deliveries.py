@@ -33,7 +33,6 @@ from gateway.api.schemas import (
     DeliveryPage,
     DeliveryStatus,
     Event,
-    Provider,
     Reprocessed,
     json_depth,
     problems,
@@ -42,6 +41,7 @@ from gateway.db import reads
 from gateway.delivery import DELIVERY_STATUSES
 from gateway.errors import BadRequest, NotFound
 from gateway.secrets import SecretMask
+from providers.vocabulary import Provider
 
 #: The longest search text: longer than any key the gateway stores (1024).
 MAX_SEARCH_LENGTH = 1024

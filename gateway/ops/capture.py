@@ -26,7 +26,7 @@ from typing import Any
 import msgspec
 
 from gateway.delivery import Fetched
-from gateway.settings import PROVIDERS
+from providers.vocabulary import PROVIDERS
 
 
 class Captured(msgspec.Struct, frozen=True, kw_only=True):

@@ -11,7 +11,7 @@ from litestar import Litestar
 from litestar.testing import AsyncTestClient
 
 from gateway.delivery import DELIVERY_STATUSES
-from providers.base import EVENT_TYPES
+from providers.vocabulary import EVENT_TYPES
 
 Client = AsyncTestClient[Litestar]
 

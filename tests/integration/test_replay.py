@@ -29,7 +29,8 @@ from gateway.ops.export import export_deliveries
 from gateway.ops.progress import Progress
 from gateway.ops.replay import Tally, replay_direct, replay_http
 from gateway.secrets import Redactor, WebhookSecrets
-from gateway.settings import PROVIDERS, Settings
+from gateway.settings import Settings
+from providers.vocabulary import PROVIDERS
 from tests.conftest import FIXTURES, PB_API, SECRETS, fixture_body, post_webhook
 from tests.replaying import (
     CAPTURE_FILES,

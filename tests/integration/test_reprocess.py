@@ -24,7 +24,8 @@ from gateway.ops.progress import Progress
 from gateway.ops.replay import replay_direct
 from gateway.ops.reprocess import Report, Reprocessor
 from gateway.secrets import WebhookSecrets
-from gateway.settings import PROVIDERS, Settings
+from gateway.settings import Settings
+from providers.vocabulary import PROVIDERS
 from tests.conftest import FIXTURES, PB_API, SECRETS, fixture_body, make_instance
 from tests.replaying import (
     CAPTURE_FILES,
