@@ -404,8 +404,9 @@ def _event_args(
     owned: dict[tuple[str, str], tuple[UUID, datetime, NormalizedEvent]] = {}
     for delivery_id, received_at, events in deliveries:
         for event in events:
-            key = (event.provider, event.provider_event_id)
-            owned.setdefault(key, (delivery_id, received_at, event))
+            owned.setdefault(
+                (event.provider, event.provider_event_id), (delivery_id, received_at, event)
+            )
     args = []
     for key in sorted(owned):
         delivery_id, received_at, event = owned[key]

@@ -159,7 +159,7 @@ def load_secrets(settings: Settings) -> tuple[WebhookSecrets, list[str]]:
     Returns the secrets and the providers whose secret was generated just now
     (so that `serve` prints those URLs once).
     """
-    missing = [p for p in PROVIDERS if p not in settings.secrets]
+    missing: list[str] = [p for p in PROVIDERS if p not in settings.secrets]
     stored, generated = _stored_or_generated(settings.data_dir, SECRETS_FILE, missing, 24)
     merged = dict(settings.secrets)
     for provider in missing:

@@ -31,14 +31,13 @@ from gateway.api.schemas import (
     Delivery,
     DeliveryDetail,
     DeliveryPage,
-    DeliveryStatus,
     Event,
     Reprocessed,
     json_depth,
     problems,
 )
 from gateway.db import reads
-from gateway.delivery import DELIVERY_STATUSES
+from gateway.delivery import DELIVERY_STATUSES, DeliveryStatus
 from gateway.errors import BadRequest, NotFound
 from gateway.secrets import SecretMask
 from providers.vocabulary import Provider
