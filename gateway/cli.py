@@ -31,10 +31,11 @@ from urllib.parse import quote, urlsplit
 import asyncpg
 
 from gateway.cli_errors import CliError, database_errors, file_errors, redact_url
+from gateway.db.deliveries import DeliveryFilter
 from gateway.db.embedded import start_embedded, supervise_embedded
 from gateway.db.migrate import apply_migrations
 from gateway.db.pool import init_connection
-from gateway.db.queries import DeliveryFilter
+from gateway.db.stats import DatabaseStats, ServerFacts, database_stats, server_facts
 from gateway.delivery import DELIVERY_STATUSES
 from gateway.logs import configure_logging
 from gateway.ops.retention import AGE_UNITS
@@ -44,16 +45,6 @@ from providers.vocabulary import PROVIDERS
 
 #: Where `gateway serve` listens by default, hence what `gateway urls` prints by default.
 DEFAULT_BASE_URL = "http://127.0.0.1:8000"
-
-STATS_TABLES = (
-    "campaign_templates",
-    "email_sequences",
-    "linkedin_sequences",
-    "campaign_instances",
-    "campaign_enrollments",
-    "campaign_events",
-    "webhook_deliveries",
-)
 
 
 def _global_flags(*, defaults: bool) -> argparse.ArgumentParser:
@@ -528,54 +519,39 @@ def cmd_seed(args: argparse.Namespace, settings: Settings) -> int:
 def cmd_db_check(args: argparse.Namespace, settings: Settings) -> int:
     url = database_url(settings, migrate=False)
 
-    async def run() -> asyncpg.Record:
+    async def run() -> ServerFacts:
         conn = await _connect(url)
         try:
-            row: asyncpg.Record = await conn.fetchrow(
-                "SELECT current_database() AS database, now() AS server_time, version() AS version"
-            )
-            return row
+            return await server_facts(conn)
         finally:
             await conn.close()
 
     with database_errors(settings):
-        row = asyncio.run(run())
-    print(f"Database: {row['database']}")
-    print(f"Server time: {row['server_time'].isoformat()}")
-    print(f"PostgreSQL version: {row['version']}")
+        facts = asyncio.run(run())
+    print(f"Database: {facts.database}")
+    print(f"Server time: {facts.server_time.isoformat()}")
+    print(f"PostgreSQL version: {facts.version}")
     return 0
 
 
 def cmd_db_stats(args: argparse.Namespace, settings: Settings) -> int:
     url = database_url(settings)
 
-    async def run() -> tuple[str, dict[str, int], asyncpg.Record]:
+    async def run() -> DatabaseStats:
         conn = await _connect(url)
         try:
-            size = await conn.fetchval(
-                "SELECT pg_size_pretty(pg_database_size(current_database()))"
-            )
-            rows = {t: await conn.fetchval(f"SELECT count(*) FROM {t}") for t in STATS_TABLES}
-            connections = await conn.fetchrow(
-                "SELECT count(*) FILTER (WHERE datname = current_database()) AS database,"
-                " count(*) AS server,"
-                " current_setting('max_connections')::int AS max"
-                " FROM pg_stat_activity WHERE backend_type = 'client backend'"
-            )
-            return size, rows, connections
+            return await database_stats(conn)
         finally:
             await conn.close()
 
     with database_errors(settings):
-        size, rows, conns = asyncio.run(run())
-    print(f"Database size: {size}")
+        stats = asyncio.run(run())
+    print(f"Database size: {stats.size}")
     print("Rows:")
-    for table, count in rows.items():
+    for table, count in stats.rows.items():
         print(f"  {table:<22} {count}")
-    print(
-        f"Connections: {conns['database']} to this database,"
-        f" {conns['server']} in all, max {conns['max']}"
-    )
+    conns = stats.connections
+    print(f"Connections: {conns.database} to this database, {conns.server} in all, max {conns.max}")
     return 0
 
 
@@ -720,9 +696,10 @@ def cmd_reprocess(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_purge(args: argparse.Namespace, settings: Settings) -> int:
+    from gateway.db.deliveries import Purgeable
     from gateway.db.pool import close_pool, create_pool
     from gateway.ops.progress import Progress
-    from gateway.ops.retention import Purgeable, count_purgeable, purge_deliveries
+    from gateway.ops.retention import count_purgeable, purge_deliveries
 
     url = database_url(settings)
     cutoff = datetime.now(UTC) - args.older_than

@@ -26,7 +26,7 @@ import asyncpg
 import msgspec
 import structlog
 
-from gateway.db import queries
+from gateway.db.ingest import BatchOutcome, DeliveryArgs, EventArgs, write_batch
 from gateway.db.pool import Connection, Pool, connection
 from gateway.delivery import Delivery, Fetched
 from gateway.engagement import StaticRules, static_rules_for
@@ -341,7 +341,7 @@ class Ingestor:
             attempt += 1
             try:
                 async with connection(self._pool, self._settings) as conn:
-                    results = await queries.write_batch(conn, events, deliveries, store=True)
+                    results = await write_batch(conn, events, deliveries, store=True)
             except RETRYABLE as exc:
                 log.info("ingest.retry", attempt=attempt, error=type(exc).__name__)
                 if attempt == RETRIES:
@@ -358,7 +358,7 @@ def _fail(job: _Job, exc: Exception) -> None:
         job.future.set_exception(exc)
 
 
-def _outcome(job: _Job, result: queries.BatchOutcome) -> Outcome:
+def _outcome(job: _Job, result: BatchOutcome) -> Outcome:
     return Outcome(
         delivery_id=job.delivery.id,
         status=result.status,
@@ -373,7 +373,7 @@ async def write_events(
     conn: Connection, delivery_id: UUID, received_at: datetime, events: list[NormalizedEvent]
 ) -> EventsWritten:
     """Attach and insert one stored delivery's events (reprocess), without storing it again."""
-    delivery = queries.DeliveryArgs(
+    delivery = DeliveryArgs(
         id=delivery_id,
         provider=events[0].provider if events else "",
         received_at=received_at,
@@ -387,7 +387,7 @@ async def write_events(
         fetched_body=None,
         fetched_from=None,
     )
-    [result] = await queries.write_batch(
+    [result] = await write_batch(
         conn, _event_args([(delivery_id, received_at, events)]), [delivery], store=False
     )
     return EventsWritten(result.written, result.duplicates, result.status == "unmatched")
@@ -395,7 +395,7 @@ async def write_events(
 
 def _event_args(
     deliveries: Sequence[tuple[UUID, datetime, list[NormalizedEvent]]],
-) -> list[queries.EventArgs]:
+) -> list[EventArgs]:
     """The batch's distinct events, each owned by the first delivery carrying it.
 
     Sorted by key, so that concurrent batches take their unique-index locks
@@ -412,7 +412,7 @@ def _event_args(
         delivery_id, received_at, event = owned[key]
         urls = [u.replace("\n", "").replace("\r", "") for u in event.linkedin_urls]
         args.append(
-            queries.EventArgs(
+            EventArgs(
                 id=uuid7(),
                 provider=event.provider,
                 provider_event_id=event.provider_event_id,
@@ -432,9 +432,9 @@ def _event_args(
     return args
 
 
-def _delivery_args(job: _Job) -> queries.DeliveryArgs:
+def _delivery_args(job: _Job) -> DeliveryArgs:
     delivery = job.delivery
-    return queries.DeliveryArgs(
+    return DeliveryArgs(
         id=delivery.id,
         provider=delivery.provider,
         received_at=delivery.received_at,

@@ -10,7 +10,7 @@ from uuid import UUID
 from asyncpg import Record
 
 from gateway.api.schemas import Attach
-from gateway.db import manage, reads
+from gateway.db import campaigns, reads
 from gateway.db.pool import Connection, Pool, connection, transaction
 from gateway.errors import BadRequest, Unavailable
 from gateway.fetch import ResultFetcher
@@ -69,7 +69,7 @@ class ManageDb(ReadDb):
             except REFUSED as exc:
                 raise BadRequest(f"the database refused a value: {exc}") from exc
 
-    async def attach(self, keys: manage.CampaignKeys) -> Attach:
+    async def attach(self, keys: campaigns.CampaignKeys) -> Attach:
         """Reprocess the deliveries holding unmatched events with these campaign keys.
 
         Their events then attach (with enrollments created as at ingestion) and
@@ -79,12 +79,12 @@ class ManageDb(ReadDb):
         """
 
         async def page(conn: Connection, after: Cursor | None, limit: int) -> list[Record]:
-            return await manage.unmatched_deliveries(conn, keys, after, limit)
+            return await campaigns.unmatched_deliveries(conn, keys, after, limit)
 
         reprocessor = Reprocessor(self._pool, self._settings, self._fetcher)
         report = await reprocessor.run_pages(page, max_deliveries=ATTACH_MAX_DELIVERIES)
         async with self.connection() as conn:
-            remaining = await manage.count_unmatched(conn, keys)
+            remaining = await campaigns.count_unmatched(conn, keys)
         return Attach(
             deliveries=report.examined,
             events_attached=report.attached,

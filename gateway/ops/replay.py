@@ -24,7 +24,7 @@ from typing import Final, NamedTuple, Protocol, TextIO
 import httpx
 import msgspec
 
-from gateway.db import queries
+from gateway.db import deliveries
 from gateway.db.pool import Pool, close_pool, connection, create_pool
 from gateway.delivery import OUTCOME_STATUSES, Delivery, Fetched, redact_query, too_large
 from gateway.errors import Unavailable
@@ -231,7 +231,7 @@ class DirectTarget:
     async def _stored_already(self, delivery: Delivery) -> bool:
         """True when this exact delivery (provider, receive time, body) is stored."""
         async with connection(self._pool, self._settings) as conn:
-            stored = await queries.stored_bodies(conn, delivery.provider, delivery.received_at)
+            stored = await deliveries.stored_bodies(conn, delivery.provider, delivery.received_at)
         return any(_same_body(delivery.body, s) for s in stored)
 
     def _remember_result(self, delivery: Delivery, fetched: Fetched) -> None:

@@ -23,8 +23,8 @@ from hypothesis import strategies as st
 from litestar import Litestar
 from litestar.testing import AsyncTestClient
 
+from gateway.db.deliveries import DeliveryFilter
 from gateway.db.pool import Pool, create_pool
-from gateway.db.queries import DeliveryFilter
 from gateway.fetch import ResultFetcher
 from gateway.ingest import Delivery, Ingestor
 from gateway.ops.progress import Progress

@@ -26,9 +26,9 @@ from litestar import Litestar
 from litestar.testing import AsyncTestClient
 
 from gateway import engagement
+from gateway.db.deliveries import DeliveryFilter
 from gateway.db.migrate import FUNCTIONS, apply_functions
 from gateway.db.pool import Pool, create_pool
-from gateway.db.queries import DeliveryFilter
 from gateway.engagement import RULES, EmailEvent, Rule, classify, human
 from gateway.fetch import ResultFetcher
 from gateway.ids import uuid7

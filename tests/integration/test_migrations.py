@@ -11,12 +11,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from yoyo import get_backend, read_migrations
 
-from gateway.db.manage import MANAGE
 from gateway.db.migrate import apply_migrations, migrations_dir, rollback_migrations, yoyo_url
 from gateway.db.pool import Pool
-from gateway.db.queries import QUERIES
-from gateway.db.reads import READS
-from gateway.ops.erase import ERASE
+from gateway.db.sql import FILES, load_queries
 from providers.base import normalize_linkedin_url
 from tests.schema import INDEXES, INDEXES_QUERY, MIGRATIONS, by_table
 
@@ -74,11 +71,12 @@ async def test_exactly_the_named_indexes(pool: Pool) -> None:
     assert sum(len(INDEXES[table]) for table in CAMPAIGN_TABLES) >= 19
 
 
-NAMED = QUERIES | READS | MANAGE | ERASE
+BY_FILE = {stem: load_queries(stem) for stem in FILES}
+NAMED = {name: sql for queries in BY_FILE.values() for name, sql in queries.items()}
 
 
 def test_query_names_are_unique_across_files() -> None:
-    assert len(NAMED) == len(QUERIES) + len(READS) + len(MANAGE) + len(ERASE)
+    assert len(NAMED) == sum(len(queries) for queries in BY_FILE.values())
 
 
 @pytest.mark.parametrize("name", sorted(NAMED))

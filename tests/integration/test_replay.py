@@ -20,9 +20,9 @@ from litestar import Litestar
 from litestar.testing import AsyncTestClient
 
 from gateway.app import create_app
+from gateway.db.deliveries import DeliveryFilter
 from gateway.db.migrate import apply_migrations
 from gateway.db.pool import Pool
-from gateway.db.queries import DeliveryFilter
 from gateway.ops import capture
 from gateway.ops.capture import BadLine, Captured
 from gateway.ops.export import export_deliveries

@@ -16,8 +16,8 @@ import httpx
 import pytest
 import respx
 
+from gateway.db.deliveries import DeliveryFilter
 from gateway.db.pool import Pool
-from gateway.db.queries import DeliveryFilter
 from gateway.fetch import ResultFetcher
 from gateway.ops import capture
 from gateway.ops.progress import Progress

@@ -17,8 +17,8 @@ from litestar import Litestar
 from litestar.testing import AsyncTestClient
 
 from gateway.app import create_app
+from gateway.db.deliveries import DeliveryFilter
 from gateway.db.pool import Pool
-from gateway.db.queries import DeliveryFilter
 from gateway.delivery import redact_headers
 from gateway.logs import configure_logging
 from gateway.ops.export import export_deliveries
