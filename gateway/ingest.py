@@ -15,19 +15,18 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import random
 import time
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from typing import Final, NamedTuple
 from uuid import UUID
 
-import asyncpg
 import msgspec
 import structlog
 
 from gateway.db.ingest import BatchOutcome, DeliveryArgs, EventArgs, write_batch
 from gateway.db.pool import Connection, Pool, connection
+from gateway.db.retry import REFUSED, retried
 from gateway.delivery import Delivery, Fetched
 from gateway.engagement import StaticRules, static_rules_for
 from gateway.errors import Unavailable
@@ -46,18 +45,8 @@ PARSERS: Final[Mapping[str, Callable[[bytes, Mapping[str, str]], Parsed]]] = {
     "phantombuster": phantombuster.parse,
 }
 
-#: Attempts at one transaction before the caller gets 503.
-RETRIES: Final = 6
 #: How often a result may point elsewhere (an API answer naming a result file).
 FETCH_HOPS: Final = 2
-#: Errors that mean "try the same transaction again": nothing was committed.
-RETRYABLE: Final = (
-    asyncpg.DeadlockDetectedError,
-    asyncpg.SerializationError,
-    asyncpg.UniqueViolationError,  # a concurrent batch enrolled the same person: resolve again
-)
-#: Errors caused by a value the database refuses: the input's fault.
-REFUSED: Final = (asyncpg.DataError, asyncpg.CheckViolationError)
 
 
 class Outcome(msgspec.Struct, frozen=True, kw_only=True):
@@ -336,21 +325,13 @@ class Ingestor:
         """The whole batch in one statement and one transaction, retried on conflicts."""
         events = _event_args([(j.delivery.id, j.delivery.received_at, j.events) for j in batch])
         deliveries = [_delivery_args(job) for job in batch]
-        attempt = 0
-        while True:
-            attempt += 1
-            try:
-                async with connection(self._pool, self._settings) as conn:
-                    results = await write_batch(conn, events, deliveries, store=True)
-            except RETRYABLE as exc:
-                log.info("ingest.retry", attempt=attempt, error=type(exc).__name__)
-                if attempt == RETRIES:
-                    raise Unavailable("database contention; retry later") from exc
-                # Jittered, so that two batches that collided do not collide again.
-                await asyncio.sleep(random.uniform(0, 0.002 * attempt))  # noqa: S311
-                continue
-            by_id = {r.delivery_id: r for r in results}
-            return [_outcome(job, by_id[job.delivery.id]) for job in batch]
+
+        async def write() -> list[BatchOutcome]:
+            async with connection(self._pool, self._settings) as conn:
+                return await write_batch(conn, events, deliveries, store=True)
+
+        by_id = {r.delivery_id: r for r in await retried(write, what="ingest")}
+        return [_outcome(job, by_id[job.delivery.id]) for job in batch]
 
 
 def _fail(job: _Job, exc: Exception) -> None:

@@ -34,17 +34,11 @@ from asyncpg import Record
 
 from gateway.db import deliveries
 from gateway.db.pool import Connection, Pool, connection
+from gateway.db.retry import REFUSED, retried
 from gateway.engagement import static_flag, static_rules_for
 from gateway.errors import Unavailable
 from gateway.fetch import ResultFetcher
-from gateway.ingest import (
-    REFUSED,
-    RETRIES,
-    RETRYABLE,
-    Normalized,
-    normalize,
-    write_events,
-)
+from gateway.ingest import Normalized, normalize, write_events
 from gateway.ops.progress import Progress
 from gateway.settings import Settings
 from providers.base import NormalizedEvent
@@ -251,20 +245,20 @@ class Reprocessor:
         return {delivery for delivery, ids in candidates if stale.isdisjoint(ids)}
 
     async def _one(self, conn: Connection, row: Record, normalized: Normalized) -> Change:
-        attempt = 0
-        while True:
-            attempt += 1
-            try:
-                async with conn.transaction():
-                    return await self._apply(conn, row, normalized)
-            except RETRYABLE as exc:
-                if attempt >= RETRIES:
-                    raise Unavailable("database contention; retry later") from exc
-            except REFUSED as exc:
-                # A value the database refuses: the input's fault, as at ingestion.
-                normalized = Normalized(
-                    "rejected", f"database refused a value: {exc}", [], normalized.fetched
-                )
+        """One delivery in a (sub)transaction of its own, retried as ingestion retries."""
+
+        async def apply(normalized: Normalized) -> Change:
+            async with conn.transaction():
+                return await self._apply(conn, row, normalized)
+
+        try:
+            return await retried(lambda: apply(normalized), what="reprocess")
+        except REFUSED as exc:
+            # A value the database refuses: the input's fault, as at ingestion.
+            rejected = Normalized(
+                "rejected", f"database refused a value: {exc}", [], normalized.fetched
+            )
+            return await retried(lambda: apply(rejected), what="reprocess")
 
     async def _normalize(self, row: Record) -> Normalized | None:
         """Parse again, with the stored result object; None for an oversized body.
