@@ -17,6 +17,7 @@ from typing import Annotated, Any, cast
 import msgspec
 import structlog
 from litestar import Request, Response, post
+from litestar.di import NamedDependency
 from litestar.handlers import HTTPRouteHandler
 from litestar.openapi import ResponseSpec
 from litestar.openapi.spec import SecurityRequirement
@@ -88,7 +89,7 @@ WEBHOOK_RESPONSES: dict[int, ResponseSpec] = {
 
 
 class EdgeServices:
-    """What the webhook edge needs; the pipeline arrives once the pool is open."""
+    """What the webhook edge needs from `create_app`; the pipeline comes per request (DI)."""
 
     def __init__(
         self,
@@ -104,11 +105,14 @@ class EdgeServices:
         self.metrics = metrics
         self.redactor = redactor or Redactor(secrets.all_values())
         self.body_limits = {p: settings.body_limit(p) for p in PROVIDERS}
-        self.ingestor: Ingestor | None = None
 
 
 def webhook_handler(services: EdgeServices) -> HTTPRouteHandler:
-    """The route handler, wired explicitly to its services."""
+    """The route handler, wired explicitly to its services.
+
+    The ingestion pipeline, which the app's lifespan starts, is injected as the
+    API's pool is: Litestar's `ingestor` dependency (`gateway.app`).
+    """
 
     @post(
         "/webhooks/{provider:str}",
@@ -120,7 +124,10 @@ def webhook_handler(services: EdgeServices) -> HTTPRouteHandler:
         security=WEBHOOK_SECURITY,
     )
     async def receive_webhook(
-        request: Request[Any, Any, Any], provider: Provider, token: Token = None
+        request: Request[Any, Any, Any],
+        provider: Provider,
+        ingestor: NamedDependency[Ingestor],
+        token: Token = None,
     ) -> Response[Ack]:
         started = time.perf_counter()
         if provider not in PROVIDERS:
@@ -136,9 +143,6 @@ def webhook_handler(services: EdgeServices) -> HTTPRouteHandler:
                 raise PayloadTooLarge(cause)
             log.info("webhook.unauthorized", provider=provider, path=request.url.path)
             raise Unauthorized
-        ingestor = services.ingestor
-        if ingestor is None:  # lifespan not finished: cannot happen under a server
-            raise RuntimeError("webhook received before the pipeline started")
         if announced is not None and announced > limit:  # not read at all
             body, size, came = b"", announced, f"announced body of {announced} bytes"
         else:
