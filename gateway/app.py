@@ -30,7 +30,7 @@ from gateway.api import api_router
 from gateway.api.query import QueryRules
 from gateway.api.schemas import PROBLEM_JSON, Problem
 from gateway.console import console_router
-from gateway.db.pool import Pool, close_pool, connection, create_pool
+from gateway.db.pool import Pool, connection, open_pool
 from gateway.errors import GatewayError, Unavailable
 from gateway.fetch import ResultFetcher
 from gateway.ingest import Ingestor
@@ -162,24 +162,23 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
-        pool = await create_pool(settings, database_url)
-        fetcher = ResultFetcher(settings)
-        ingestor = Ingestor(pool, settings, fetcher)
-        await ingestor.start()
-        app.state.update(pool=pool, fetcher=fetcher, ingestor=ingestor)
-        ticker = asyncio.create_task(
-            metrics.tick(pool, lambda: ingestor.queued), name="metrics-gauges"
-        )
-        try:
-            yield
-        finally:
-            ticker.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await ticker
-            await ingestor.stop()
-            metrics.close()
-            await fetcher.aclose()
-            await close_pool(pool)
+        async with open_pool(settings, database_url) as pool:
+            fetcher = ResultFetcher(settings)
+            ingestor = Ingestor(pool, settings, fetcher)
+            await ingestor.start()
+            app.state.update(pool=pool, fetcher=fetcher, ingestor=ingestor)
+            ticker = asyncio.create_task(
+                metrics.tick(pool, lambda: ingestor.queued), name="metrics-gauges"
+            )
+            try:
+                yield
+            finally:
+                ticker.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await ticker
+                await ingestor.stop()
+                metrics.close()
+                await fetcher.aclose()
 
     @get("/healthz", summary="Process alive")
     async def healthz() -> Health:

@@ -21,27 +21,29 @@ import stat
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import FrameType
-from typing import BinaryIO
+from typing import BinaryIO, TypeVar
 from urllib.parse import quote, urlsplit
 
-import asyncpg
+import msgspec
 
 from gateway.cli_errors import CliError, database_errors, file_errors, redact_url
 from gateway.db.deliveries import DeliveryFilter
 from gateway.db.embedded import start_embedded, supervise_embedded
 from gateway.db.migrate import apply_migrations
-from gateway.db.pool import init_connection
-from gateway.db.stats import DatabaseStats, ServerFacts, database_stats, server_facts
+from gateway.db.pool import Connection, Pool, connection, open_pool
+from gateway.db.stats import database_stats, server_facts
 from gateway.delivery import DELIVERY_STATUSES
 from gateway.logs import configure_logging
 from gateway.ops.retention import AGE_UNITS
 from gateway.secrets import known_redactor, load_api_keys, load_secrets
 from gateway.settings import Settings, SettingsError
 from providers.vocabulary import PROVIDERS
+
+T = TypeVar("T")
 
 #: Where `gateway serve` listens by default, hence what `gateway urls` prints by default.
 DEFAULT_BASE_URL = "http://127.0.0.1:8000"
@@ -378,6 +380,31 @@ def database_url(settings: Settings, *, migrate: bool = True) -> str:
     return url
 
 
+def on_pool(settings: Settings, url: str, work: Callable[[Pool], Awaitable[T]]) -> T:
+    """`work` with a pool on `url`, run to its end; the pool is closed after it.
+
+    The one way a command reaches its database: a failure to reach it, or a
+    refusal, is one CliError saying which database and why.
+    """
+
+    async def run() -> T:
+        async with open_pool(settings, url) as pool:
+            return await work(pool)
+
+    with database_errors(settings):
+        return asyncio.run(run())
+
+
+def on_connection(settings: Settings, url: str, work: Callable[[Connection], Awaitable[T]]) -> T:
+    """`on_pool` for a command that needs one connection."""
+
+    async def with_connection(pool: Pool) -> T:
+        async with connection(pool, settings) as conn:
+            return await work(conn)
+
+    return on_pool(settings, url, with_connection)
+
+
 def check_port(host: str, port: int) -> None:
     """Refuse, before anything is printed or started, a port that cannot be listened on.
 
@@ -500,34 +527,14 @@ def cmd_migrate(args: argparse.Namespace, settings: Settings) -> int:
 def cmd_seed(args: argparse.Namespace, settings: Settings) -> int:
     from gateway.db.seed import SEED_COUNTS, load_seed
 
-    url = database_url(settings)
-
-    async def run() -> bool:
-        conn = await _connect(url)
-        try:
-            return await load_seed(conn)
-        finally:
-            await conn.close()
-
-    with database_errors(settings):
-        loaded = asyncio.run(run())
+    loaded = on_connection(settings, database_url(settings), load_seed)
     counts = ", ".join(f"{n} {table}" for table, n in SEED_COUNTS.items())
     print(f"seeded: {counts}" if loaded else "sample data already present; nothing added")
     return 0
 
 
 def cmd_db_check(args: argparse.Namespace, settings: Settings) -> int:
-    url = database_url(settings, migrate=False)
-
-    async def run() -> ServerFacts:
-        conn = await _connect(url)
-        try:
-            return await server_facts(conn)
-        finally:
-            await conn.close()
-
-    with database_errors(settings):
-        facts = asyncio.run(run())
+    facts = on_connection(settings, database_url(settings, migrate=False), server_facts)
     print(f"Database: {facts.database}")
     print(f"Server time: {facts.server_time.isoformat()}")
     print(f"PostgreSQL version: {facts.version}")
@@ -535,17 +542,7 @@ def cmd_db_check(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_db_stats(args: argparse.Namespace, settings: Settings) -> int:
-    url = database_url(settings)
-
-    async def run() -> DatabaseStats:
-        conn = await _connect(url)
-        try:
-            return await database_stats(conn)
-        finally:
-            await conn.close()
-
-    with database_errors(settings):
-        stats = asyncio.run(run())
+    stats = on_connection(settings, database_url(settings), database_stats)
     print(f"Database size: {stats.size}")
     print("Rows:")
     for table, count in stats.rows.items():
@@ -612,7 +609,7 @@ def cmd_replay(args: argparse.Namespace, settings: Settings) -> int:
     else:
         how = "into the database"
         url = database_url(settings)
-        with database_errors(settings):
+        with database_errors(settings):  # replay_direct opens its pool as on_pool does
             tally = asyncio.run(
                 replay_direct(
                     items, settings, url, secrets, concurrency=args.concurrency, progress=progress
@@ -626,25 +623,21 @@ def cmd_export(args: argparse.Namespace, settings: Settings) -> int:
     from gateway.ops.export import export_deliveries
 
     url = database_url(settings)
+    where, redactor = _filter(args), known_redactor(settings)
 
-    async def run(out: BinaryIO) -> int:
-        conn = await _connect(url)
-        try:
-            return await export_deliveries(
-                conn, _filter(args), out, redactor=known_redactor(settings)
-            )
-        finally:
-            await conn.close()
+    def run(out: BinaryIO) -> int:
+        return on_connection(
+            settings, url, lambda conn: export_deliveries(conn, where, out, redactor=redactor)
+        )
 
     if args.output == "-":
-        with database_errors(settings):
-            count = asyncio.run(run(sys.stdout.buffer))
+        count = run(sys.stdout.buffer)
         sys.stdout.buffer.flush()
     else:
         with file_errors(args.output, "write"):
             out = open_private(Path(args.output))
-        with out, file_errors(args.output, "write"), database_errors(settings):
-            count = asyncio.run(run(out))
+        with out, file_errors(args.output, "write"):
+            count = run(out)
     print(f"exported {count} deliveries", file=sys.stderr)
     return 0
 
@@ -667,7 +660,6 @@ def open_private(path: Path, *, append: bool = False) -> BinaryIO:
 
 
 def cmd_reprocess(args: argparse.Namespace, settings: Settings) -> int:
-    from gateway.db.pool import close_pool, create_pool
     from gateway.fetch import ResultFetcher
     from gateway.ops.progress import Progress
     from gateway.ops.reprocess import Report, Reprocessor
@@ -675,8 +667,7 @@ def cmd_reprocess(args: argparse.Namespace, settings: Settings) -> int:
     url = database_url(settings)
     where = _filter(args)
 
-    async def run() -> Report:
-        pool = await create_pool(settings, url)
+    async def run(pool: Pool) -> Report:
         fetcher = ResultFetcher(settings)
         try:
             reprocessor = Reprocessor(
@@ -686,47 +677,36 @@ def cmd_reprocess(args: argparse.Namespace, settings: Settings) -> int:
             return await reprocessor.run(where, progress)
         finally:
             await fetcher.aclose()
-            await close_pool(pool)
 
     started = time.monotonic()
-    with database_errors(settings):
-        report = asyncio.run(run())
+    report = on_pool(settings, url, run)
     print(report.render(dry_run=args.dry_run, seconds=time.monotonic() - started))
     return report.exit_code
 
 
 def cmd_purge(args: argparse.Namespace, settings: Settings) -> int:
-    from gateway.db.deliveries import Purgeable
-    from gateway.db.pool import close_pool, create_pool
     from gateway.ops.progress import Progress
     from gateway.ops.retention import count_purgeable, purge_deliveries
 
     url = database_url(settings)
     cutoff = datetime.now(UTC) - args.older_than
 
-    async def measure() -> Purgeable:
-        pool = await create_pool(settings, url)
-        try:
-            return await count_purgeable(pool, settings, cutoff)
-        finally:
-            await close_pool(pool)
-
-    async def purge(archive: BinaryIO | None, total: int) -> int:
-        pool = await create_pool(settings, url)
-        try:
-            return await purge_deliveries(
+    def purge(archive: BinaryIO | None, total: int) -> int:
+        progress = Progress("purge", total)
+        return on_pool(
+            settings,
+            url,
+            lambda pool: purge_deliveries(
                 pool,
                 settings,
                 cutoff,
                 batch_size=args.batch_size,
                 archive=archive,
-                progress=Progress("purge", total),
-            )
-        finally:
-            await close_pool(pool)
+                progress=progress,
+            ),
+        )
 
-    with database_errors(settings):
-        found = asyncio.run(measure())
+    found = on_pool(settings, url, lambda pool: count_purgeable(pool, settings, cutoff))
     span = (
         f" (received from {found.oldest:%Y-%m-%d %H:%M} to {found.newest:%Y-%m-%d %H:%M} UTC)"
         if found.oldest and found.newest
@@ -741,13 +721,12 @@ def cmd_purge(args: argparse.Namespace, settings: Settings) -> int:
         print("nothing deleted")
         return 1
     if args.archive is None:
-        with database_errors(settings):
-            deleted = asyncio.run(purge(None, found.deliveries))
+        deleted = purge(None, found.deliveries)
     else:
         with file_errors(args.archive, "write"):
             archive = open_private(args.archive, append=True)
-        with archive, file_errors(args.archive, "write"), database_errors(settings):
-            deleted = asyncio.run(purge(archive, found.deliveries))
+        with archive, file_errors(args.archive, "write"):
+            deleted = purge(archive, found.deliveries)
     print(f"deleted {deleted} deliveries received before {cutoff:%Y-%m-%d %H:%M:%S} UTC")
     return 0
 
@@ -792,22 +771,16 @@ def cmd_erase(args: argparse.Namespace, settings: Settings) -> int:
     except PersonError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    url = database_url(settings)
 
-    async def run() -> str:
-        conn = await _connect(url)
-        try:
-            started = time.monotonic()
-            found = await plan(conn, person)
-            seconds = time.monotonic() - started
-            if args.yes:
-                await erase(conn, found)
-            return render(found, seconds, erased=args.yes)
-        finally:
-            await conn.close()
+    async def run(conn: Connection) -> str:
+        started = time.monotonic()
+        found = await plan(conn, person)
+        seconds = time.monotonic() - started
+        if args.yes:
+            await erase(conn, found)
+        return render(found, seconds, erased=args.yes)
 
-    with database_errors(settings):
-        print(asyncio.run(run()))
+    print(on_connection(settings, database_url(settings), run))
     return 0
 
 
@@ -839,12 +812,6 @@ def webhook_urls(
     return lines
 
 
-async def _connect(url: str) -> asyncpg.Connection:
-    conn: asyncpg.Connection = await asyncpg.connect(url, timeout=5)
-    await init_connection(conn)
-    return conn
-
-
 def _exit_on_sigterm(signum: int, frame: FrameType | None) -> None:
     # A plain exit runs atexit handlers, which stop the embedded PostgreSQL.
     raise SystemExit(128 + signum)
@@ -864,6 +831,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SettingsError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    if args.run is not cmd_serve:
+        # The statement limit is for requests, which answer 503 rather than wait; a
+        # command's statements may take minutes (erase reads every stored body).
+        settings = msgspec.structs.replace(settings, command_timeout_s=None)
     configure_logging(
         settings.log_format, level=logging.INFO if args.run is cmd_serve else logging.WARNING
     )

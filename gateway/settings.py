@@ -80,8 +80,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     """...and 5 s to connect."""
     acquire_timeout_s: float = 5.0
     """How long a request waits for a pooled connection before answering 503."""
-    command_timeout_s: float = 30.0
-    """How long one statement may run before the request answers 503."""
+    command_timeout_s: float | None = 30.0
+    """How long one statement of a request may run before it answers 503; None: no limit."""
     slow_query_ms: float = 100.0
     """Statements slower than this are logged at debug level."""
     writers: int = 1

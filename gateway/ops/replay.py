@@ -25,7 +25,7 @@ import httpx
 import msgspec
 
 from gateway.db import deliveries
-from gateway.db.pool import Pool, close_pool, connection, create_pool
+from gateway.db.pool import Pool, connection, open_pool
 from gateway.delivery import OUTCOME_STATUSES, Delivery, Fetched, redact_query, too_large
 from gateway.errors import Unavailable
 from gateway.fetch import ResultFetcher
@@ -348,19 +348,18 @@ async def replay_direct(
     tally: Tally | None = None,
 ) -> Tally:
     """Replay into the database through the ingestion pipeline, without HTTP."""
-    pool = await create_pool(settings, database_url)
-    results = CapturedResults(settings)
-    ingestor = Ingestor(pool, settings, results)
-    await ingestor.start()
-    try:
-        target = DirectTarget(ingestor, pool, settings, secrets, results)
-        return await run(
-            items, target, concurrency=concurrency, progress=progress, tally=tally or Tally()
-        )
-    finally:
-        await ingestor.stop()
-        await results.aclose()
-        await close_pool(pool)
+    async with open_pool(settings, database_url) as pool:
+        results = CapturedResults(settings)
+        ingestor = Ingestor(pool, settings, results)
+        await ingestor.start()
+        try:
+            target = DirectTarget(ingestor, pool, settings, secrets, results)
+            return await run(
+                items, target, concurrency=concurrency, progress=progress, tally=tally or Tally()
+            )
+        finally:
+            await ingestor.stop()
+            await results.aclose()
 
 
 async def replay_http(
