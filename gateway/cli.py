@@ -40,13 +40,18 @@ from gateway.delivery import DELIVERY_STATUSES
 from gateway.logs import configure_logging
 from gateway.ops.retention import AGE_UNITS
 from gateway.secrets import known_redactor, load_api_keys, load_secrets
-from gateway.settings import Settings, SettingsError
+from gateway.settings import Settings, SettingsError, setting
 from providers.vocabulary import PROVIDERS
 
 T = TypeVar("T")
 
-#: Where `gateway serve` listens by default, hence what `gateway urls` prints by default.
-DEFAULT_BASE_URL = "http://127.0.0.1:8000"
+#: Where `gateway serve` listens by default...
+DEFAULT_HOST, DEFAULT_PORT = "127.0.0.1", 8000
+#: ...hence what `gateway urls` prints by default.
+DEFAULT_BASE_URL = f"http://{DEFAULT_HOST}:{DEFAULT_PORT}"
+DATABASE_URL, DATA_DIR, BASE_URL = (
+    setting(name) for name in ("database_url", "data_dir", "base_url")
+)
 
 
 def _global_flags(*, defaults: bool) -> argparse.ArgumentParser:
@@ -61,14 +66,14 @@ def _global_flags(*, defaults: bool) -> argparse.ArgumentParser:
         "--database-url",
         metavar="URL",
         default=None if defaults else argparse.SUPPRESS,
-        help="PostgreSQL URL (env DATABASE_URL); unset: the embedded PostgreSQL",
+        help=f"PostgreSQL URL (env {DATABASE_URL.encode_name}); unset: the embedded PostgreSQL",
     )
     flags.add_argument(
         "--data-dir",
         metavar="DIR",
         default=None if defaults else argparse.SUPPRESS,
         help="where the embedded PostgreSQL and generated secrets live"
-        " (env GATEWAY_DATA_DIR; default ./.gateway)",
+        f" (env {DATA_DIR.encode_name}; default {os.path.join('.', DATA_DIR.default)})",
     )
     return flags
 
@@ -88,10 +93,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     serve = commands.add_parser("serve", parents=[common], help="run the HTTP server")
     serve.add_argument(
-        "--host", default="127.0.0.1", help="interface to listen on (default 127.0.0.1)"
+        "--host", default=DEFAULT_HOST, help="interface to listen on (default %(default)s)"
     )
-    serve.add_argument("--port", type=int, default=8000, help="port to listen on (default 8000)")
-    serve.add_argument("--workers", type=int, default=1, help="worker processes (default 1)")
+    serve.add_argument(
+        "--port", type=int, default=DEFAULT_PORT, help="port to listen on (default %(default)s)"
+    )
+    serve.add_argument(
+        "--workers", type=int, default=1, help="worker processes (default %(default)s)"
+    )
     serve.set_defaults(run=cmd_serve)
 
     migrate = commands.add_parser("migrate", parents=[common], help="apply pending migrations")
@@ -121,7 +130,7 @@ def build_parser() -> argparse.ArgumentParser:
     urls.add_argument(
         "--base-url",
         metavar="URL",
-        help="the gateway's public base URL, as providers reach it (env GATEWAY_BASE_URL;"
+        help=f"the gateway's public base URL, as providers reach it (env {BASE_URL.encode_name};"
         f" default {DEFAULT_BASE_URL}, gateway serve's default --host and --port)",
     )
     urls.set_defaults(run=cmd_urls)
@@ -164,7 +173,7 @@ def build_parser() -> argparse.ArgumentParser:
         type=_positive,
         default=8,
         metavar="N",
-        help="deliveries in flight at once (default 8)",
+        help="deliveries in flight at once (default %(default)s)",
     )
     replay.set_defaults(run=cmd_replay)
 
@@ -200,7 +209,7 @@ def build_parser() -> argparse.ArgumentParser:
         type=_positive,
         default=200,
         metavar="N",
-        help="deliveries read and checked per page (default 200)",
+        help="deliveries read and checked per page (default %(default)s)",
     )
     reprocess.add_argument(
         "--dry-run",
@@ -233,7 +242,7 @@ def build_parser() -> argparse.ArgumentParser:
         type=_positive,
         default=1000,
         metavar="N",
-        help="deliveries deleted per transaction (default 1000)",
+        help="deliveries deleted per transaction (default %(default)s)",
     )
     purge.add_argument(
         "--archive",
@@ -348,13 +357,13 @@ def _positive(text: str) -> int:
 
 
 def settings_from_args(args: argparse.Namespace) -> Settings:
-    """Environment settings, with the command line's flags on top."""
-    env = dict(os.environ)
+    """The environment's settings (read once, by Settings), with the command line's flags on top."""
+    flags: dict[str, object] = {}
     if args.database_url:
-        env["DATABASE_URL"] = args.database_url
+        flags["database_url"] = args.database_url
     if args.data_dir:
-        env["GATEWAY_DATA_DIR"] = args.data_dir
-    return Settings.from_env(env)
+        flags["data_dir"] = Path(args.data_dir)
+    return msgspec.structs.replace(Settings.from_env(), **flags)
 
 
 def database_url(settings: Settings, *, migrate: bool = True) -> str:
@@ -460,11 +469,12 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     print("Webhook URLs with their secrets: gateway urls; the API key: gateway api-key")
     sys.stdout.flush()
     # Workers build their app from the environment: hand them what we resolved.
-    if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
-        os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(shared_metrics_dir(settings.data_dir))
-    os.environ["DATABASE_URL"] = url
-    os.environ["GATEWAY_DATA_DIR"] = str(settings.data_dir)
-    os.environ["GATEWAY_LOG_FORMAT"] = settings.log_format
+    metrics_dir = settings.metrics_dir or shared_metrics_dir(settings.data_dir)
+    os.environ[setting("metrics_dir").encode_name] = str(metrics_dir)
+    os.environ[DATABASE_URL.encode_name] = url
+    os.environ[DATA_DIR.encode_name] = str(settings.data_dir)
+    if settings.log_format is not None:
+        os.environ[setting("log_format").encode_name] = settings.log_format
     # uvicorn shuts down gracefully on SIGINT/SIGTERM, then re-raises the signal
     # against the handlers it found: let that re-raise end here, so that a clean
     # stop exits 0 and atexit stops the embedded PostgreSQL.
@@ -557,10 +567,10 @@ def base_url(flag: str | None, settings: Settings) -> tuple[str, str]:
     if flag:
         chosen, source = flag, "--base-url"
     elif settings.base_url:
-        chosen, source = settings.base_url, "GATEWAY_BASE_URL"
+        chosen, source = settings.base_url, BASE_URL.encode_name
     else:
         return DEFAULT_BASE_URL, (
-            "gateway serve's default --host and --port; set GATEWAY_BASE_URL to the URL"
+            f"gateway serve's default --host and --port; set {BASE_URL.encode_name} to the URL"
             " providers reach"
         )
     if not chosen.startswith(("http://", "https://")) or not urlsplit(chosen).netloc:

@@ -19,6 +19,7 @@ import msgspec
 
 from gateway.ids import uuid7
 from gateway.secrets import REDACTED, Redactor
+from gateway.settings import setting
 from providers.base import clean_json
 
 AckStatus = Literal["processed", "duplicate", "unmatched", "ignored", "pending"]
@@ -101,7 +102,7 @@ class Delivery(msgspec.Struct, frozen=True, kw_only=True):
 
 def too_large(provider: str, limit: int, body: str) -> str:
     """The cause of a 413: what came (`body`), and the setting that would let it in."""
-    return f"{body} exceeds GATEWAY_MAX_BODY_BYTES_{provider.upper()}={limit}"
+    return f"{body} exceeds {setting(f'max_body_bytes_{provider}').encode_name}={limit}"
 
 
 def redact_headers(headers: Mapping[str, str], redactor: Redactor) -> dict[str, str]:

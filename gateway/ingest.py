@@ -170,9 +170,9 @@ class Ingestor:
         self._settings = settings
         self._fetcher = fetcher
         self._rules = static_rules_for(settings.data_dir)
-        self._writers = settings.writers if writers is None else writers
-        self._batch_max = batch_max or settings.batch_max
-        self._queue: asyncio.Queue[_Job] = asyncio.Queue(queue_max or settings.queue_max)
+        self._writers = settings.ingest_writers if writers is None else writers
+        self._batch_max = batch_max or settings.ingest_batch_max
+        self._queue: asyncio.Queue[_Job] = asyncio.Queue(queue_max or settings.ingest_queue_max)
         self._tasks: list[asyncio.Task[None]] = []
         self._accepting = False
         self.health = WriteHealth()
@@ -250,7 +250,7 @@ class Ingestor:
         then carries what arrives during one commit, and the database pays its
         per-statement and per-commit costs once for all of them.
         """
-        linger = self._settings.linger_ms / 1000
+        linger = self._settings.ingest_linger_ms / 1000
         recent = 1.0
         while True:
             batch = [await self._queue.get()]

@@ -159,9 +159,10 @@ def load_secrets(settings: Settings) -> tuple[WebhookSecrets, list[str]]:
     Returns the secrets and the providers whose secret was generated just now
     (so that `serve` prints those URLs once).
     """
-    missing: list[str] = [p for p in PROVIDERS if p not in settings.secrets]
+    configured = settings.secrets()
+    missing: list[str] = [p for p in PROVIDERS if p not in configured]
     stored, generated = _stored_or_generated(settings.data_dir, SECRETS_FILE, missing, 24)
-    merged = dict(settings.secrets)
+    merged = configured
     for provider in missing:
         merged[provider] = (stored[provider],)
     return WebhookSecrets(merged), generated
@@ -185,7 +186,7 @@ def known_redactor(settings: Settings) -> Redactor:
     Export and purge archives mask stored rows again with it: rows stored
     before the webhook edge masked bodies may still hold a secret.
     """
-    values = [s for configured in settings.secrets.values() for s in configured]
+    values = [s for configured in settings.secrets().values() for s in configured]
     values += settings.api_keys
     for filename in (SECRETS_FILE, API_KEY_FILE):
         values += _read(settings.data_dir / filename).values()

@@ -127,6 +127,8 @@ SECRETS: dict[str, tuple[str, ...]] = {
     "postmark": ("postmark-secret", "postmark-previous"),
     "phantombuster": ("phantombuster-secret",),
 }
+#: The same secrets as Settings fields (`secret_<provider>`).
+SECRET_SETTINGS = {f"secret_{provider}": values for provider, values in SECRETS.items()}
 PB_API = "https://api.phantombuster.test/api/v2"
 API_KEY = "test-api-key"
 #: The headers a management API write needs.
@@ -139,7 +141,7 @@ def settings(database_url: str, tmp_path: Path) -> Settings:
     return Settings(
         database_url=database_url,
         data_dir=tmp_path / "data",
-        secrets=SECRETS,
+        **SECRET_SETTINGS,
         api_keys=(API_KEY, "previous-api-key"),
         phantombuster_api_key="pb-api-key",
         phantombuster_api_base=PB_API,

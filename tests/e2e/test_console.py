@@ -37,7 +37,7 @@ from playwright.async_api import (
 from gateway.app import create_app
 from gateway.db.pool import Pool
 from gateway.settings import Settings
-from tests.conftest import API_KEY, SECRETS, make_instance
+from tests.conftest import API_KEY, SECRET_SETTINGS, SECRETS, make_instance
 from tests.e2e.helpers import free_port
 
 CHROMIUM = "/usr/bin/chromium"
@@ -89,7 +89,7 @@ def live_settings(database_url: str, data_dir: Path, *, reads_open: bool = True)
     return Settings(
         database_url=database_url,
         data_dir=data_dir,
-        secrets=SECRETS,
+        **SECRET_SETTINGS,
         api_keys=(API_KEY,),
         api_reads_open=reads_open,
         log_format="json",

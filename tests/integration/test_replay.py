@@ -31,7 +31,7 @@ from gateway.ops.replay import Tally, replay_direct, replay_http
 from gateway.secrets import Redactor, WebhookSecrets
 from gateway.settings import Settings
 from providers.vocabulary import PROVIDERS
-from tests.conftest import FIXTURES, PB_API, SECRETS, fixture_body, post_webhook
+from tests.conftest import FIXTURES, PB_API, SECRET_SETTINGS, SECRETS, fixture_body, post_webhook
 from tests.replaying import (
     CAPTURE_FILES,
     add_mappings,
@@ -61,7 +61,7 @@ def settings_for(url: str, tmp_path: Path) -> Settings:
     return Settings(
         database_url=url,
         data_dir=tmp_path / "data",
-        secrets=SECRETS,
+        **SECRET_SETTINGS,
         phantombuster_api_key="pb-api-key",
         phantombuster_api_base=PB_API,
         phantombuster_result_hosts=("phantombuster.s3.amazonaws.com",),
