@@ -68,6 +68,7 @@ def test_new_commands_name_their_environment_variables() -> None:
     assert "GATEWAY_SECRET_" in run_gateway("replay", "--help", env=gateway_env()).stdout
 
 
+@pytest.mark.slow
 def test_replay_over_http_and_direct_leave_the_same_state(
     fresh: Callable[..., str], tmp_path: Path
 ) -> None:
@@ -116,6 +117,7 @@ def test_replay_over_http_with_a_wrong_secret_fails(
     assert "error: secret refused" in result.stderr
 
 
+@pytest.mark.slow
 def test_export_replay_and_reprocess(fresh: Callable[..., str], tmp_path: Path) -> None:
     lemlist_only = {"lemlist Q1": MAPPINGS["lemlist Q1"]}
     source, target = fresh(lemlist_only), fresh(lemlist_only)

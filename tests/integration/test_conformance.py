@@ -24,7 +24,7 @@ from litestar.testing import AsyncTestClient
 from gateway.db.pool import Pool
 from providers.vocabulary import PROVIDERS
 from tests.bodies import FOREIGN, ForeignBody, encode, foreign_bodies
-from tests.conftest import make_instance, post_webhook
+from tests.database import make_instance, post_webhook
 
 Client = AsyncTestClient[Litestar]
 

@@ -18,7 +18,8 @@ from gateway.fetch import ResultFetcher
 from gateway.ingest import Delivery, Ingestor, Outcome
 from gateway.settings import Settings
 from providers.base import NormalizedEvent, Parsed
-from tests.conftest import fixture_body, make_instance
+from tests.conftest import fixture_body
+from tests.database import make_instance
 
 CAMPAIGN = "cam_R7vK2mXq9PdL4sWtA"
 

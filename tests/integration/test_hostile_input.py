@@ -21,7 +21,8 @@ from gateway.app import create_app
 from gateway.db.pool import Pool
 from gateway.logs import configure_logging
 from gateway.settings import Settings
-from tests.conftest import PB_API, SECRET_SETTINGS, SECRETS, fixture_body, post_webhook
+from tests.conftest import PB_API, SECRET_SETTINGS, SECRETS, fixture_body
+from tests.database import post_webhook
 
 Client = AsyncTestClient[Litestar]
 PROVIDERS = sorted(SECRETS)

@@ -30,7 +30,8 @@ from gateway.ingest import Delivery, Ingestor
 from gateway.ops.progress import Progress
 from gateway.ops.reprocess import Reprocessor
 from gateway.settings import Settings
-from tests.conftest import AUTH, make_instance, post_webhook
+from tests.conftest import AUTH
+from tests.database import make_instance, post_webhook
 from tests.replaying import everything, recounted, stored_counters
 
 Client = AsyncTestClient[Litestar]

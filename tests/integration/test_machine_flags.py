@@ -37,7 +37,8 @@ from gateway.ops.progress import Progress
 from gateway.ops.reprocess import Report, Reprocessor
 from gateway.settings import Settings
 from providers import lemlist
-from tests.conftest import fixture_body, make_instance, post_webhook
+from tests.conftest import fixture_body
+from tests.database import make_instance, post_webhook
 
 Client = AsyncTestClient[Litestar]
 T0 = datetime(2025, 3, 10, 9, 0, tzinfo=UTC)
@@ -258,6 +259,7 @@ def body_of(row: tuple[Any, ...], contact: str) -> Delivery:
     )
 
 
+@pytest.mark.slow
 @settings(
     max_examples=80, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )

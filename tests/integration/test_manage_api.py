@@ -28,7 +28,8 @@ from gateway.app import create_app
 from gateway.db.campaigns import CAMPAIGNS
 from gateway.db.pool import Pool
 from gateway.settings import Settings
-from tests.conftest import AUTH, fixture_body, make_instance, post_webhook
+from tests.conftest import AUTH, fixture_body
+from tests.database import make_instance, post_webhook
 
 Client = AsyncTestClient[Litestar]
 

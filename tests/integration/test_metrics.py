@@ -21,7 +21,8 @@ from gateway.db.pool import (
 )
 from gateway.metrics import Metrics, is_embedded
 from gateway.settings import Settings
-from tests.conftest import fixture_body, make_instance, post_webhook
+from tests.conftest import fixture_body
+from tests.database import make_instance, post_webhook
 
 Client = AsyncTestClient[Litestar]
 

@@ -9,9 +9,14 @@ import msgspec
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from yoyo import get_backend, read_migrations
+from yoyo import read_migrations
 
-from gateway.db.migrate import apply_migrations, migrations_dir, rollback_migrations, yoyo_url
+from gateway.db.migrate import (
+    apply_migrations,
+    migration_backend,
+    migrations_dir,
+    rollback_migrations,
+)
 from gateway.db.pool import Pool
 from gateway.db.sql import FILES, load_queries
 from providers.base import normalize_linkedin_url
@@ -122,11 +127,10 @@ async def test_people_split_by_earlier_versions_are_merged_on_upgrade(
     a second enrollment. Upgrading merges them, with their events and counters.
     """
     url = create_database()
-    backend = get_backend(yoyo_url(url))
     before = read_migrations(str(migrations_dir())).filter(
         lambda m: m.id <= "0006_event_campaign_key"
     )
-    with backend.lock():
+    with migration_backend(url) as backend, backend.lock():
         backend.apply_migrations(backend.to_apply(before))
     conn = await asyncpg.connect(url)
     try:

@@ -14,6 +14,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 
 import asyncpg
+import pytest
 
 from gateway.db import ingest
 from gateway.db.migrate import apply_migrations
@@ -82,6 +83,7 @@ async def flushed(writer: asyncpg.Connection) -> None:
     await asyncio.sleep(0.5)
 
 
+@pytest.mark.slow
 async def test_write_path_never_scans_a_growing_table(
     create_database: Callable[[], str],
 ) -> None:

@@ -26,7 +26,8 @@ from litestar.testing import AsyncTestClient
 from gateway.db.pool import Pool
 from gateway.db.reads import EventFilter, Key, TimeRange, events_query
 from providers.vocabulary import EVENT_TYPES, PROVIDERS
-from tests.conftest import fixture_body, make_enrollment, make_instance, post_webhook
+from tests.conftest import fixture_body
+from tests.database import make_enrollment, make_instance, post_webhook
 
 Client = AsyncTestClient[Litestar]
 

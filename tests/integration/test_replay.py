@@ -31,7 +31,8 @@ from gateway.ops.replay import Tally, replay_direct, replay_http
 from gateway.secrets import Redactor, WebhookSecrets
 from gateway.settings import Settings
 from providers.vocabulary import PROVIDERS
-from tests.conftest import FIXTURES, PB_API, SECRET_SETTINGS, SECRETS, fixture_body, post_webhook
+from tests.conftest import FIXTURES, PB_API, SECRET_SETTINGS, SECRETS, fixture_body
+from tests.database import post_webhook
 from tests.replaying import (
     CAPTURE_FILES,
     add_mappings,

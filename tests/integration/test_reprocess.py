@@ -26,7 +26,8 @@ from gateway.ops.reprocess import Report, Reprocessor
 from gateway.secrets import WebhookSecrets
 from gateway.settings import Settings
 from providers.vocabulary import PROVIDERS
-from tests.conftest import FIXTURES, PB_API, SECRETS, fixture_body, make_instance
+from tests.conftest import FIXTURES, PB_API, SECRETS, fixture_body
+from tests.database import make_instance
 from tests.replaying import (
     CAPTURE_FILES,
     MAPPINGS,
