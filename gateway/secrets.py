@@ -26,8 +26,6 @@ from gateway.settings import Settings
 from providers.vocabulary import PROVIDERS
 
 SECRETS_FILE = "webhook-secrets.json"
-#: What a masked secret reads as.
-MASK = "[redacted]"
 API_KEY_FILE = "api-key.json"
 #: What a secret is replaced with wherever it would be stored, logged or answered.
 REDACTED = "[redacted]"
@@ -306,14 +304,14 @@ class SecretMask:
         """The text with every secret replaced by [redacted]."""
         for form in self._forms:
             if form in value:
-                value = value.replace(form, MASK)
+                value = value.replace(form, REDACTED)
         return value
 
     def bytes(self, value: bytes) -> bytes:
         """The bytes with every secret (UTF-8) replaced by [redacted]."""
         for form in self._raw:
             if form in value:
-                value = value.replace(form, MASK.encode())
+                value = value.replace(form, REDACTED_BYTES)
         return value
 
     def mapping(self, value: Mapping[str, str]) -> dict[str, str]:

@@ -17,6 +17,7 @@ import os
 import uuid
 import warnings
 from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
@@ -30,7 +31,9 @@ from litestar.testing import AsyncTestClient
 
 from gateway.app import create_app
 from gateway.db.migrate import apply_migrations
-from gateway.db.pool import Pool, init_connection
+from gateway.db.pool import Pool, create_pool, init_connection
+from gateway.fetch import ResultFetcher
+from gateway.ingest import Ingestor
 from gateway.settings import Settings
 from tests.conftest import API_KEY, PB_API, SECRET_SETTINGS, SECRETS
 
@@ -46,6 +49,7 @@ __all__ = [
     "clean_db",
     "client",
     "create_database",
+    "create_migrated_database",
     "database_url",
     "no_outside_requests",
     "pool",
@@ -155,12 +159,23 @@ async def clean_db(pool: Pool) -> Pool:
     return pool
 
 
-@pytest.fixture
-def settings(database_url: str, tmp_path: Path) -> Settings:
-    """Settings for an app on the test database, with known secrets."""
+@pytest.fixture(scope="session")
+def create_migrated_database(create_database: Callable[..., str]) -> Callable[[], str]:
+    """A factory of fresh databases with every migration applied, for a test's own processes."""
+
+    def make() -> str:
+        url = create_database()
+        apply_migrations(url)
+        return url
+
+    return make
+
+
+def app_settings(database_url: str, data_dir: Path) -> Settings:
+    """Settings for an app on a test database, with known secrets and a fake PhantomBuster API."""
     return Settings(
         database_url=database_url,
-        data_dir=tmp_path / "data",
+        data_dir=data_dir,
         **SECRET_SETTINGS,
         api_keys=(API_KEY, "previous-api-key"),
         phantombuster_api_key="pb-api-key",
@@ -172,11 +187,37 @@ def settings(database_url: str, tmp_path: Path) -> Settings:
 
 
 @pytest.fixture
+def settings(database_url: str, tmp_path: Path) -> Settings:
+    """Settings for an app on the test database (`app_settings`)."""
+    return app_settings(database_url, tmp_path / "data")
+
+
+@pytest.fixture
 async def client(settings: Settings, clean_db: Pool) -> AsyncIterator[AsyncTestClient[Litestar]]:
     """An HTTP client on a running app (lifespan included) over an empty database."""
     app = create_app(settings, configure_logs=False)
     async with AsyncTestClient(app=app) as test_client:
         yield test_client
+
+
+@asynccontextmanager
+async def running_ingestors(settings: Settings, *, batch_max: int) -> AsyncIterator[list[Ingestor]]:
+    """Two ingestors on two pools, two writers each: two gateway processes' batches at once."""
+    pools = [await create_pool(settings, settings.database_url or "") for _ in range(2)]
+    fetcher = ResultFetcher(settings)
+    ingestors = [
+        Ingestor(pool, settings, fetcher, writers=2, batch_max=batch_max) for pool in pools
+    ]
+    for ingestor in ingestors:
+        await ingestor.start()
+    try:
+        yield ingestors
+    finally:
+        for ingestor in ingestors:
+            await ingestor.stop()
+        await fetcher.aclose()
+        for pool in pools:
+            await pool.close()
 
 
 async def post_webhook(

@@ -14,7 +14,6 @@ from typing import Any
 
 import pytest
 
-from gateway.db.migrate import apply_migrations
 from tests.conftest import SECRETS
 from tests.e2e.helpers import gateway_env, run_gateway, serving
 from tests.replaying import CAPTURE_FILES, MAPPINGS, add_instance, connect, snapshot
@@ -24,12 +23,11 @@ SECRET_ENV = {f"GATEWAY_SECRET_{p.upper()}": ",".join(s) for p, s in SECRETS.ite
 
 
 @pytest.fixture
-def fresh(create_database: Callable[[], str]) -> Callable[..., str]:
+def fresh(create_migrated_database: Callable[[], str]) -> Callable[..., str]:
     """A migrated database with these instances (default: every capture mapping)."""
 
     def make(mappings: dict[str, dict[str, object]] = MAPPINGS) -> str:
-        url = create_database()
-        apply_migrations(url)
+        url = create_migrated_database()
         asyncio.run(_add(url, mappings))
         return url
 
