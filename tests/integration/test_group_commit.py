@@ -13,9 +13,10 @@ import pytest
 
 import gateway.ingest
 from gateway.db.pool import Pool, connection, create_pool
+from gateway.delivery import Delivery
 from gateway.errors import Unavailable
 from gateway.fetch import ResultFetcher
-from gateway.ingest import Delivery, Ingestor, Outcome
+from gateway.ingest import Ingestor, Outcome
 from gateway.settings import Settings
 from providers.base import NormalizedEvent, Parsed
 from tests.conftest import fixture_body

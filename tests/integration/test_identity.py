@@ -25,8 +25,9 @@ from litestar.testing import AsyncTestClient
 
 from gateway.db.deliveries import DeliveryFilter
 from gateway.db.pool import Pool
+from gateway.delivery import Delivery
 from gateway.fetch import ResultFetcher
-from gateway.ingest import Delivery, Ingestor
+from gateway.ingest import Ingestor
 from gateway.ops.progress import Progress
 from gateway.ops.reprocess import Reprocessor
 from gateway.settings import Settings

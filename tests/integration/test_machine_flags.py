@@ -29,10 +29,11 @@ from gateway import engagement
 from gateway.db.deliveries import DeliveryFilter
 from gateway.db.migrate import FUNCTIONS, apply_functions
 from gateway.db.pool import Pool
+from gateway.delivery import Delivery
 from gateway.engagement import RULES, EmailEvent, Rule, classify, human
 from gateway.fetch import ResultFetcher
 from gateway.ids import uuid7
-from gateway.ingest import Delivery, Ingestor, write_events
+from gateway.ingest import Ingestor, write_events
 from gateway.ops.progress import Progress
 from gateway.ops.reprocess import Report, Reprocessor
 from gateway.settings import Settings

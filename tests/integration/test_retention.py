@@ -13,8 +13,9 @@ from pathlib import Path
 import pytest
 
 from gateway.db.pool import Pool
+from gateway.delivery import Delivery
 from gateway.fetch import ResultFetcher
-from gateway.ingest import Delivery, Ingestor
+from gateway.ingest import Ingestor
 from gateway.ops.capture import parse_line
 from gateway.ops.progress import Progress
 from gateway.ops.retention import count_purgeable, parse_age, purge_deliveries
