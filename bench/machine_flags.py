@@ -36,7 +36,7 @@ from urllib.parse import urlsplit, urlunsplit
 import asyncpg
 import psycopg
 
-from gateway.db import queries
+from gateway.db import ingest
 from gateway.db.migrate import apply_migrations
 from gateway.db.pool import init_connection
 from gateway.engagement import load_static_rules
@@ -88,7 +88,7 @@ def batch_args(bodies: list[dict[str, Any]]) -> tuple[list[Any], list[Any]]:
         delivery_id = uuid.uuid4()
         owned.append((delivery_id, received_at, events))
         deliveries.append(
-            queries.DeliveryArgs(
+            ingest.DeliveryArgs(
                 id=delivery_id,
                 provider="lemlist",
                 received_at=received_at,
@@ -166,7 +166,7 @@ async def setup(url: str, baseline: str | None, leads: int) -> None:
         )
         random.seed(7)
         for bodies in history(leads):
-            await queries.write_batch(conn, *batch_args(bodies), store=True)
+            await ingest.write_batch(conn, *batch_args(bodies), store=True)
         await conn.execute("VACUUM ANALYZE")
     finally:
         await conn.close()
@@ -178,7 +178,7 @@ async def timed(conn: asyncpg.Connection, bodies: list[dict[str, Any]]) -> float
     event_columns = [list(c) for c in zip(*events, strict=True)]
     delivery_columns = [list(c) for c in zip(*deliveries, strict=True)]
     plan = await conn.fetchval(
-        "EXPLAIN (ANALYZE, FORMAT JSON) " + queries.sql("write_batch"),
+        "EXPLAIN (ANALYZE, FORMAT JSON) " + ingest.INGEST["write_batch"],
         *event_columns,
         *delivery_columns,
         True,

@@ -21,36 +21,36 @@ import stat
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import FrameType
-from typing import BinaryIO
+from typing import BinaryIO, TypeVar
 from urllib.parse import quote, urlsplit
 
-import asyncpg
+import msgspec
 
 from gateway.cli_errors import CliError, database_errors, file_errors, redact_url
+from gateway.db.deliveries import DeliveryFilter
 from gateway.db.embedded import start_embedded, supervise_embedded
 from gateway.db.migrate import apply_migrations
-from gateway.db.pool import init_connection
-from gateway.db.queries import DELIVERY_STATUSES, DeliveryFilter
+from gateway.db.pool import Connection, Pool, connection, open_pool
+from gateway.db.stats import database_stats, server_facts
+from gateway.delivery import DELIVERY_STATUSES
 from gateway.logs import configure_logging
-from gateway.retention import AGE_UNITS
+from gateway.ops.retention import AGE_UNITS
 from gateway.secrets import known_redactor, load_api_keys, load_secrets
-from gateway.settings import PROVIDERS, Settings, SettingsError
+from gateway.settings import Settings, SettingsError, setting
+from providers.vocabulary import PROVIDERS
 
-#: Where `gateway serve` listens by default, hence what `gateway urls` prints by default.
-DEFAULT_BASE_URL = "http://127.0.0.1:8000"
+T = TypeVar("T")
 
-STATS_TABLES = (
-    "campaign_templates",
-    "email_sequences",
-    "linkedin_sequences",
-    "campaign_instances",
-    "campaign_enrollments",
-    "campaign_events",
-    "webhook_deliveries",
+#: Where `gateway serve` listens by default...
+DEFAULT_HOST, DEFAULT_PORT = "127.0.0.1", 8000
+#: ...hence what `gateway urls` prints by default.
+DEFAULT_BASE_URL = f"http://{DEFAULT_HOST}:{DEFAULT_PORT}"
+DATABASE_URL, DATA_DIR, BASE_URL = (
+    setting(name) for name in ("database_url", "data_dir", "base_url")
 )
 
 
@@ -66,14 +66,14 @@ def _global_flags(*, defaults: bool) -> argparse.ArgumentParser:
         "--database-url",
         metavar="URL",
         default=None if defaults else argparse.SUPPRESS,
-        help="PostgreSQL URL (env DATABASE_URL); unset: the embedded PostgreSQL",
+        help=f"PostgreSQL URL (env {DATABASE_URL.encode_name}); unset: the embedded PostgreSQL",
     )
     flags.add_argument(
         "--data-dir",
         metavar="DIR",
         default=None if defaults else argparse.SUPPRESS,
         help="where the embedded PostgreSQL and generated secrets live"
-        " (env GATEWAY_DATA_DIR; default ./.gateway)",
+        f" (env {DATA_DIR.encode_name}; default {os.path.join('.', DATA_DIR.default)})",
     )
     return flags
 
@@ -93,10 +93,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     serve = commands.add_parser("serve", parents=[common], help="run the HTTP server")
     serve.add_argument(
-        "--host", default="127.0.0.1", help="interface to listen on (default 127.0.0.1)"
+        "--host", default=DEFAULT_HOST, help="interface to listen on (default %(default)s)"
     )
-    serve.add_argument("--port", type=int, default=8000, help="port to listen on (default 8000)")
-    serve.add_argument("--workers", type=int, default=1, help="worker processes (default 1)")
+    serve.add_argument(
+        "--port", type=int, default=DEFAULT_PORT, help="port to listen on (default %(default)s)"
+    )
+    serve.add_argument(
+        "--workers", type=int, default=1, help="worker processes (default %(default)s)"
+    )
     serve.set_defaults(run=cmd_serve)
 
     migrate = commands.add_parser("migrate", parents=[common], help="apply pending migrations")
@@ -126,7 +130,7 @@ def build_parser() -> argparse.ArgumentParser:
     urls.add_argument(
         "--base-url",
         metavar="URL",
-        help="the gateway's public base URL, as providers reach it (env GATEWAY_BASE_URL;"
+        help=f"the gateway's public base URL, as providers reach it (env {BASE_URL.encode_name};"
         f" default {DEFAULT_BASE_URL}, gateway serve's default --host and --port)",
     )
     urls.set_defaults(run=cmd_urls)
@@ -169,7 +173,7 @@ def build_parser() -> argparse.ArgumentParser:
         type=_positive,
         default=8,
         metavar="N",
-        help="deliveries in flight at once (default 8)",
+        help="deliveries in flight at once (default %(default)s)",
     )
     replay.set_defaults(run=cmd_replay)
 
@@ -205,7 +209,7 @@ def build_parser() -> argparse.ArgumentParser:
         type=_positive,
         default=200,
         metavar="N",
-        help="deliveries read and checked per page (default 200)",
+        help="deliveries read and checked per page (default %(default)s)",
     )
     reprocess.add_argument(
         "--dry-run",
@@ -238,7 +242,7 @@ def build_parser() -> argparse.ArgumentParser:
         type=_positive,
         default=1000,
         metavar="N",
-        help="deliveries deleted per transaction (default 1000)",
+        help="deliveries deleted per transaction (default %(default)s)",
     )
     purge.add_argument(
         "--archive",
@@ -334,7 +338,7 @@ def _timestamp(text: str) -> datetime:
 
 
 def _age(text: str) -> timedelta:
-    from gateway.retention import parse_age
+    from gateway.ops.retention import parse_age
 
     try:
         return parse_age(text)
@@ -353,13 +357,13 @@ def _positive(text: str) -> int:
 
 
 def settings_from_args(args: argparse.Namespace) -> Settings:
-    """Environment settings, with the command line's flags on top."""
-    env = dict(os.environ)
+    """The environment's settings (read once, by Settings), with the command line's flags on top."""
+    flags: dict[str, object] = {}
     if args.database_url:
-        env["DATABASE_URL"] = args.database_url
+        flags["database_url"] = args.database_url
     if args.data_dir:
-        env["GATEWAY_DATA_DIR"] = args.data_dir
-    return Settings.from_env(env)
+        flags["data_dir"] = Path(args.data_dir)
+    return msgspec.structs.replace(Settings.from_env(), **flags)
 
 
 def database_url(settings: Settings, *, migrate: bool = True) -> str:
@@ -383,6 +387,31 @@ def database_url(settings: Settings, *, migrate: bool = True) -> str:
         with database_errors(settings):
             apply_migrations(url)
     return url
+
+
+def on_pool(settings: Settings, url: str, work: Callable[[Pool], Awaitable[T]]) -> T:
+    """`work` with a pool on `url`, run to its end; the pool is closed after it.
+
+    The one way a command reaches its database: a failure to reach it, or a
+    refusal, is one CliError saying which database and why.
+    """
+
+    async def run() -> T:
+        async with open_pool(settings, url) as pool:
+            return await work(pool)
+
+    with database_errors(settings):
+        return asyncio.run(run())
+
+
+def on_connection(settings: Settings, url: str, work: Callable[[Connection], Awaitable[T]]) -> T:
+    """`on_pool` for a command that needs one connection."""
+
+    async def with_connection(pool: Pool) -> T:
+        async with connection(pool, settings) as conn:
+            return await work(conn)
+
+    return on_pool(settings, url, with_connection)
 
 
 def check_port(host: str, port: int) -> None:
@@ -440,11 +469,12 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     print("Webhook URLs with their secrets: gateway urls; the API key: gateway api-key")
     sys.stdout.flush()
     # Workers build their app from the environment: hand them what we resolved.
-    if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
-        os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(shared_metrics_dir(settings.data_dir))
-    os.environ["DATABASE_URL"] = url
-    os.environ["GATEWAY_DATA_DIR"] = str(settings.data_dir)
-    os.environ["GATEWAY_LOG_FORMAT"] = settings.log_format
+    metrics_dir = settings.metrics_dir or shared_metrics_dir(settings.data_dir)
+    os.environ[setting("metrics_dir").encode_name] = str(metrics_dir)
+    os.environ[DATABASE_URL.encode_name] = url
+    os.environ[DATA_DIR.encode_name] = str(settings.data_dir)
+    if settings.log_format is not None:
+        os.environ[setting("log_format").encode_name] = settings.log_format
     # uvicorn shuts down gracefully on SIGINT/SIGTERM, then re-raises the signal
     # against the handlers it found: let that re-raise end here, so that a clean
     # stop exits 0 and atexit stops the embedded PostgreSQL.
@@ -507,73 +537,28 @@ def cmd_migrate(args: argparse.Namespace, settings: Settings) -> int:
 def cmd_seed(args: argparse.Namespace, settings: Settings) -> int:
     from gateway.db.seed import SEED_COUNTS, load_seed
 
-    url = database_url(settings)
-
-    async def run() -> bool:
-        conn = await _connect(url)
-        try:
-            return await load_seed(conn)
-        finally:
-            await conn.close()
-
-    with database_errors(settings):
-        loaded = asyncio.run(run())
+    loaded = on_connection(settings, database_url(settings), load_seed)
     counts = ", ".join(f"{n} {table}" for table, n in SEED_COUNTS.items())
     print(f"seeded: {counts}" if loaded else "sample data already present; nothing added")
     return 0
 
 
 def cmd_db_check(args: argparse.Namespace, settings: Settings) -> int:
-    url = database_url(settings, migrate=False)
-
-    async def run() -> asyncpg.Record:
-        conn = await _connect(url)
-        try:
-            row: asyncpg.Record = await conn.fetchrow(
-                "SELECT current_database() AS database, now() AS server_time, version() AS version"
-            )
-            return row
-        finally:
-            await conn.close()
-
-    with database_errors(settings):
-        row = asyncio.run(run())
-    print(f"Database: {row['database']}")
-    print(f"Server time: {row['server_time'].isoformat()}")
-    print(f"PostgreSQL version: {row['version']}")
+    facts = on_connection(settings, database_url(settings, migrate=False), server_facts)
+    print(f"Database: {facts.database}")
+    print(f"Server time: {facts.server_time.isoformat()}")
+    print(f"PostgreSQL version: {facts.version}")
     return 0
 
 
 def cmd_db_stats(args: argparse.Namespace, settings: Settings) -> int:
-    url = database_url(settings)
-
-    async def run() -> tuple[str, dict[str, int], asyncpg.Record]:
-        conn = await _connect(url)
-        try:
-            size = await conn.fetchval(
-                "SELECT pg_size_pretty(pg_database_size(current_database()))"
-            )
-            rows = {t: await conn.fetchval(f"SELECT count(*) FROM {t}") for t in STATS_TABLES}
-            connections = await conn.fetchrow(
-                "SELECT count(*) FILTER (WHERE datname = current_database()) AS database,"
-                " count(*) AS server,"
-                " current_setting('max_connections')::int AS max"
-                " FROM pg_stat_activity WHERE backend_type = 'client backend'"
-            )
-            return size, rows, connections
-        finally:
-            await conn.close()
-
-    with database_errors(settings):
-        size, rows, conns = asyncio.run(run())
-    print(f"Database size: {size}")
+    stats = on_connection(settings, database_url(settings), database_stats)
+    print(f"Database size: {stats.size}")
     print("Rows:")
-    for table, count in rows.items():
+    for table, count in stats.rows.items():
         print(f"  {table:<22} {count}")
-    print(
-        f"Connections: {conns['database']} to this database,"
-        f" {conns['server']} in all, max {conns['max']}"
-    )
+    conns = stats.connections
+    print(f"Connections: {conns.database} to this database, {conns.server} in all, max {conns.max}")
     return 0
 
 
@@ -582,10 +567,10 @@ def base_url(flag: str | None, settings: Settings) -> tuple[str, str]:
     if flag:
         chosen, source = flag, "--base-url"
     elif settings.base_url:
-        chosen, source = settings.base_url, "GATEWAY_BASE_URL"
+        chosen, source = settings.base_url, BASE_URL.encode_name
     else:
         return DEFAULT_BASE_URL, (
-            "gateway serve's default --host and --port; set GATEWAY_BASE_URL to the URL"
+            f"gateway serve's default --host and --port; set {BASE_URL.encode_name} to the URL"
             " providers reach"
         )
     if not chosen.startswith(("http://", "https://")) or not urlsplit(chosen).netloc:
@@ -611,9 +596,9 @@ def cmd_api_key(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_replay(args: argparse.Namespace, settings: Settings) -> int:
-    from gateway import capture
-    from gateway.progress import Progress
-    from gateway.replay import replay_direct, replay_http
+    from gateway.ops import capture
+    from gateway.ops.progress import Progress
+    from gateway.ops.replay import replay_direct, replay_http
 
     with file_errors(settings.data_dir, "keep generated secrets under"):
         secrets, generated = load_secrets(settings)
@@ -634,7 +619,7 @@ def cmd_replay(args: argparse.Namespace, settings: Settings) -> int:
     else:
         how = "into the database"
         url = database_url(settings)
-        with database_errors(settings):
+        with database_errors(settings):  # replay_direct opens its pool as on_pool does
             tally = asyncio.run(
                 replay_direct(
                     items, settings, url, secrets, concurrency=args.concurrency, progress=progress
@@ -645,28 +630,24 @@ def cmd_replay(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_export(args: argparse.Namespace, settings: Settings) -> int:
-    from gateway.export import export_deliveries
+    from gateway.ops.export import export_deliveries
 
     url = database_url(settings)
+    where, redactor = _filter(args), known_redactor(settings)
 
-    async def run(out: BinaryIO) -> int:
-        conn = await _connect(url)
-        try:
-            return await export_deliveries(
-                conn, _filter(args), out, redactor=known_redactor(settings)
-            )
-        finally:
-            await conn.close()
+    def run(out: BinaryIO) -> int:
+        return on_connection(
+            settings, url, lambda conn: export_deliveries(conn, where, out, redactor=redactor)
+        )
 
     if args.output == "-":
-        with database_errors(settings):
-            count = asyncio.run(run(sys.stdout.buffer))
+        count = run(sys.stdout.buffer)
         sys.stdout.buffer.flush()
     else:
         with file_errors(args.output, "write"):
             out = open_private(Path(args.output))
-        with out, file_errors(args.output, "write"), database_errors(settings):
-            count = asyncio.run(run(out))
+        with out, file_errors(args.output, "write"):
+            count = run(out)
     print(f"exported {count} deliveries", file=sys.stderr)
     return 0
 
@@ -689,16 +670,14 @@ def open_private(path: Path, *, append: bool = False) -> BinaryIO:
 
 
 def cmd_reprocess(args: argparse.Namespace, settings: Settings) -> int:
-    from gateway.db.pool import close_pool, create_pool
     from gateway.fetch import ResultFetcher
-    from gateway.progress import Progress
-    from gateway.reprocess import Report, Reprocessor
+    from gateway.ops.progress import Progress
+    from gateway.ops.reprocess import Report, Reprocessor
 
     url = database_url(settings)
     where = _filter(args)
 
-    async def run() -> Report:
-        pool = await create_pool(settings, url)
+    async def run(pool: Pool) -> Report:
         fetcher = ResultFetcher(settings)
         try:
             reprocessor = Reprocessor(
@@ -708,46 +687,36 @@ def cmd_reprocess(args: argparse.Namespace, settings: Settings) -> int:
             return await reprocessor.run(where, progress)
         finally:
             await fetcher.aclose()
-            await close_pool(pool)
 
     started = time.monotonic()
-    with database_errors(settings):
-        report = asyncio.run(run())
+    report = on_pool(settings, url, run)
     print(report.render(dry_run=args.dry_run, seconds=time.monotonic() - started))
     return report.exit_code
 
 
 def cmd_purge(args: argparse.Namespace, settings: Settings) -> int:
-    from gateway.db.pool import close_pool, create_pool
-    from gateway.progress import Progress
-    from gateway.retention import Purgeable, count_purgeable, purge_deliveries
+    from gateway.ops.progress import Progress
+    from gateway.ops.retention import count_purgeable, purge_deliveries
 
     url = database_url(settings)
     cutoff = datetime.now(UTC) - args.older_than
 
-    async def measure() -> Purgeable:
-        pool = await create_pool(settings, url)
-        try:
-            return await count_purgeable(pool, settings, cutoff)
-        finally:
-            await close_pool(pool)
-
-    async def purge(archive: BinaryIO | None, total: int) -> int:
-        pool = await create_pool(settings, url)
-        try:
-            return await purge_deliveries(
+    def purge(archive: BinaryIO | None, total: int) -> int:
+        progress = Progress("purge", total)
+        return on_pool(
+            settings,
+            url,
+            lambda pool: purge_deliveries(
                 pool,
                 settings,
                 cutoff,
                 batch_size=args.batch_size,
                 archive=archive,
-                progress=Progress("purge", total),
-            )
-        finally:
-            await close_pool(pool)
+                progress=progress,
+            ),
+        )
 
-    with database_errors(settings):
-        found = asyncio.run(measure())
+    found = on_pool(settings, url, lambda pool: count_purgeable(pool, settings, cutoff))
     span = (
         f" (received from {found.oldest:%Y-%m-%d %H:%M} to {found.newest:%Y-%m-%d %H:%M} UTC)"
         if found.oldest and found.newest
@@ -762,13 +731,12 @@ def cmd_purge(args: argparse.Namespace, settings: Settings) -> int:
         print("nothing deleted")
         return 1
     if args.archive is None:
-        with database_errors(settings):
-            deleted = asyncio.run(purge(None, found.deliveries))
+        deleted = purge(None, found.deliveries)
     else:
         with file_errors(args.archive, "write"):
             archive = open_private(args.archive, append=True)
-        with archive, file_errors(args.archive, "write"), database_errors(settings):
-            deleted = asyncio.run(purge(archive, found.deliveries))
+        with archive, file_errors(args.archive, "write"):
+            deleted = purge(archive, found.deliveries)
     print(f"deleted {deleted} deliveries received before {cutoff:%Y-%m-%d %H:%M:%S} UTC")
     return 0
 
@@ -785,7 +753,7 @@ def _confirmed(question: str) -> bool:
 
 
 def cmd_engagement_refresh(args: argparse.Namespace, settings: Settings) -> int:
-    from gateway.engagement_refresh import (
+    from gateway.ops.engagement_refresh import (
         PRIVATE_RELAY_URL,
         RefreshError,
         refresh_private_relay,
@@ -806,29 +774,23 @@ def cmd_engagement_refresh(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_erase(args: argparse.Namespace, settings: Settings) -> int:
-    from gateway.erase import Person, PersonError, erase, plan, render
+    from gateway.ops.erase import Person, PersonError, erase, plan, render
 
     try:
         person = Person.of(args.email, args.linkedin_url)
     except PersonError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    url = database_url(settings)
 
-    async def run() -> str:
-        conn = await _connect(url)
-        try:
-            started = time.monotonic()
-            found = await plan(conn, person)
-            seconds = time.monotonic() - started
-            if args.yes:
-                await erase(conn, found)
-            return render(found, seconds, erased=args.yes)
-        finally:
-            await conn.close()
+    async def run(conn: Connection) -> str:
+        started = time.monotonic()
+        found = await plan(conn, person)
+        seconds = time.monotonic() - started
+        if args.yes:
+            await erase(conn, found)
+        return render(found, seconds, erased=args.yes)
 
-    with database_errors(settings):
-        print(asyncio.run(run()))
+    print(on_connection(settings, database_url(settings), run))
     return 0
 
 
@@ -860,12 +822,6 @@ def webhook_urls(
     return lines
 
 
-async def _connect(url: str) -> asyncpg.Connection:
-    conn: asyncpg.Connection = await asyncpg.connect(url, timeout=5)
-    await init_connection(conn)
-    return conn
-
-
 def _exit_on_sigterm(signum: int, frame: FrameType | None) -> None:
     # A plain exit runs atexit handlers, which stop the embedded PostgreSQL.
     raise SystemExit(128 + signum)
@@ -885,6 +841,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SettingsError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    if args.run is not cmd_serve:
+        # The statement limit is for requests, which answer 503 rather than wait; a
+        # command's statements may take minutes (erase reads every stored body).
+        settings = msgspec.structs.replace(settings, command_timeout_s=None)
     configure_logging(
         settings.log_format, level=logging.INFO if args.run is cmd_serve else logging.WARNING
     )

@@ -68,27 +68,44 @@ _UNREACHABLE: tuple[type[BaseException], ...] = (
 def database_errors(settings: Settings) -> Iterator[None]:
     """Driver and network errors of a command's database work, as one CliError.
 
-    A refused connection (ConnectionError) and a missing Unix socket
-    (FileNotFoundError without a file name) are the network's; a broken pipe
-    is the reader of our output closing early, not the database.
+    The pool's error boundary (`gateway.db.pool`) turns "cannot serve us now"
+    into `Unavailable`; its cause says why, as the driver's own error does
+    for the migrations' driver. A broken pipe is the reader of our output
+    closing early, not the database.
     """
     place = database_place(settings)
     try:
         yield
     except BrokenPipeError:
         raise
-    except _REFUSED as exc:
-        raise CliError(f"{place} refused: {_first_line(exc)}") from exc
-    except _UNREACHABLE as exc:
-        raise CliError(f"cannot reach {place}: {_first_line(exc)}") from exc
-    except ConnectionError as exc:
-        raise CliError(f"cannot reach {place}: {exc.strerror or exc}") from exc
-    except FileNotFoundError as exc:
-        if exc.filename is not None:
-            raise
-        raise CliError(f"cannot reach {place}: no server socket there") from exc
     except Unavailable as exc:
-        raise CliError(f"{place} is unavailable: {exc.detail}") from exc
+        cause = exc.__cause__
+        message = None if cause is None else _database_failure(place, cause)
+        raise CliError(message or f"{place} is unavailable: {exc.detail}") from exc
+    except Exception as exc:
+        message = _database_failure(place, exc)
+        if message is None:
+            raise
+        raise CliError(message) from exc
+
+
+def _database_failure(place: str, exc: BaseException) -> str | None:
+    """What a driver or network error says about the database; None: not the database's.
+
+    A refused connection (ConnectionError) and a missing Unix socket
+    (FileNotFoundError without a file name) are the network's.
+    """
+    if isinstance(exc, BrokenPipeError):
+        return None
+    if isinstance(exc, _REFUSED):
+        return f"{place} refused: {_first_line(exc)}"
+    if isinstance(exc, _UNREACHABLE):
+        return f"cannot reach {place}: {_first_line(exc)}"
+    if isinstance(exc, ConnectionError):
+        return f"cannot reach {place}: {exc.strerror or exc}"
+    if isinstance(exc, FileNotFoundError) and exc.filename is None:
+        return f"cannot reach {place}: no server socket there"
+    return None
 
 
 @contextmanager

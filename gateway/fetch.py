@@ -15,9 +15,9 @@ import re
 from urllib.parse import urlsplit
 
 import httpx
-import msgspec
 import structlog
 
+from gateway.delivery import Fetched
 from gateway.settings import Settings
 from providers.base import ResultFetch
 
@@ -30,13 +30,6 @@ _URL_CHARACTERS = re.compile(r"[!-~]+")
 
 class FetchError(Exception):
     """The result object could not be fetched; the delivery stays pending."""
-
-
-class Fetched(msgspec.Struct, frozen=True, kw_only=True):
-    """A fetched result object and where it came from."""
-
-    body: bytes
-    source: str
 
 
 class ResultFetcher:
@@ -52,6 +45,8 @@ class ResultFetcher:
         )
         self.deadline_s = settings.phantombuster_fetch_deadline_s
         """Total time one delivery's result fetch may take (`normalize` enforces it)."""
+        self._api_base = settings.phantombuster_api_base.rstrip("/")
+        self._result_hosts = frozenset(h.lower() for h in settings.phantombuster_result_hosts)
 
     async def aclose(self) -> None:
         await self._client.aclose()
@@ -70,7 +65,7 @@ class ResultFetcher:
         key = self._settings.phantombuster_api_key
         if not key:
             raise FetchError("result object absent and PHANTOMBUSTER_API_KEY is not set")
-        url = f"{self._settings.phantombuster_api_base}/containers/fetch-result-object"
+        url = f"{self._api_base}/containers/fetch-result-object"
         return await self._get(
             url,
             headers={"X-Phantombuster-Key": key, "Accept": "application/json"},
@@ -91,7 +86,7 @@ class ResultFetcher:
             parts.scheme not in ("https", "http")
             or parts.username
             or parts.password
-            or host not in self._settings.phantombuster_result_hosts
+            or host not in self._result_hosts
         ):
             return f"result file host not allowed: {host!r}"
         return None

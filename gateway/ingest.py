@@ -15,22 +15,22 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import random
 import time
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from typing import Final, NamedTuple
 from uuid import UUID
 
-import asyncpg
 import msgspec
 import structlog
 
-from gateway.db import queries
+from gateway.db.ingest import BatchOutcome, DeliveryArgs, EventArgs, write_batch
 from gateway.db.pool import Connection, Pool, connection
+from gateway.db.retry import REFUSED, retried
+from gateway.delivery import Delivery, Fetched
 from gateway.engagement import StaticRules, static_rules_for
 from gateway.errors import Unavailable
-from gateway.fetch import Fetched, FetchError, ResultFetcher
+from gateway.fetch import FetchError, ResultFetcher
 from gateway.ids import uuid7
 from gateway.readiness import WriteHealth
 from gateway.settings import Settings
@@ -45,34 +45,8 @@ PARSERS: Final[Mapping[str, Callable[[bytes, Mapping[str, str]], Parsed]]] = {
     "phantombuster": phantombuster.parse,
 }
 
-#: Outcomes a caller may see; `rejected` answers 400, the others 200.
-STATUSES: Final = ("processed", "duplicate", "unmatched", "ignored", "pending", "rejected")
-
-#: Attempts at one transaction before the caller gets 503.
-RETRIES: Final = 6
 #: How often a result may point elsewhere (an API answer naming a result file).
 FETCH_HOPS: Final = 2
-#: Errors that mean "try the same transaction again": nothing was committed.
-RETRYABLE: Final = (
-    asyncpg.DeadlockDetectedError,
-    asyncpg.SerializationError,
-    asyncpg.UniqueViolationError,  # a concurrent batch enrolled the same person: resolve again
-)
-#: Errors caused by a value the database refuses: the input's fault.
-REFUSED: Final = (asyncpg.DataError, asyncpg.CheckViolationError)
-
-
-class Delivery(msgspec.Struct, frozen=True, kw_only=True):
-    """One webhook request as received, secrets already removed."""
-
-    provider: str
-    received_at: datetime
-    body: bytes
-    headers: dict[str, str]
-    query: dict[str, str]
-    body_size: int = -1
-    """Size of the whole body; differs from len(body) only for an oversized one."""
-    id: UUID = msgspec.field(default_factory=uuid7)
 
 
 class Outcome(msgspec.Struct, frozen=True, kw_only=True):
@@ -196,9 +170,9 @@ class Ingestor:
         self._settings = settings
         self._fetcher = fetcher
         self._rules = static_rules_for(settings.data_dir)
-        self._writers = settings.writers if writers is None else writers
-        self._batch_max = batch_max or settings.batch_max
-        self._queue: asyncio.Queue[_Job] = asyncio.Queue(queue_max or settings.queue_max)
+        self._writers = settings.ingest_writers if writers is None else writers
+        self._batch_max = batch_max or settings.ingest_batch_max
+        self._queue: asyncio.Queue[_Job] = asyncio.Queue(queue_max or settings.ingest_queue_max)
         self._tasks: list[asyncio.Task[None]] = []
         self._accepting = False
         self.health = WriteHealth()
@@ -276,7 +250,7 @@ class Ingestor:
         then carries what arrives during one commit, and the database pays its
         per-statement and per-commit costs once for all of them.
         """
-        linger = self._settings.linger_ms / 1000
+        linger = self._settings.ingest_linger_ms / 1000
         recent = 1.0
         while True:
             batch = [await self._queue.get()]
@@ -351,21 +325,13 @@ class Ingestor:
         """The whole batch in one statement and one transaction, retried on conflicts."""
         events = _event_args([(j.delivery.id, j.delivery.received_at, j.events) for j in batch])
         deliveries = [_delivery_args(job) for job in batch]
-        attempt = 0
-        while True:
-            attempt += 1
-            try:
-                async with connection(self._pool, self._settings) as conn:
-                    results = await queries.write_batch(conn, events, deliveries, store=True)
-            except RETRYABLE as exc:
-                log.info("ingest.retry", attempt=attempt, error=type(exc).__name__)
-                if attempt == RETRIES:
-                    raise Unavailable("database contention; retry later") from exc
-                # Jittered, so that two batches that collided do not collide again.
-                await asyncio.sleep(random.uniform(0, 0.002 * attempt))  # noqa: S311
-                continue
-            by_id = {r.delivery_id: r for r in results}
-            return [_outcome(job, by_id[job.delivery.id]) for job in batch]
+
+        async def write() -> list[BatchOutcome]:
+            async with connection(self._pool, self._settings) as conn:
+                return await write_batch(conn, events, deliveries, store=True)
+
+        by_id = {r.delivery_id: r for r in await retried(write, what="ingest")}
+        return [_outcome(job, by_id[job.delivery.id]) for job in batch]
 
 
 def _fail(job: _Job, exc: Exception) -> None:
@@ -373,7 +339,7 @@ def _fail(job: _Job, exc: Exception) -> None:
         job.future.set_exception(exc)
 
 
-def _outcome(job: _Job, result: queries.BatchOutcome) -> Outcome:
+def _outcome(job: _Job, result: BatchOutcome) -> Outcome:
     return Outcome(
         delivery_id=job.delivery.id,
         status=result.status,
@@ -388,7 +354,7 @@ async def write_events(
     conn: Connection, delivery_id: UUID, received_at: datetime, events: list[NormalizedEvent]
 ) -> EventsWritten:
     """Attach and insert one stored delivery's events (reprocess), without storing it again."""
-    delivery = queries.DeliveryArgs(
+    delivery = DeliveryArgs(
         id=delivery_id,
         provider=events[0].provider if events else "",
         received_at=received_at,
@@ -402,7 +368,7 @@ async def write_events(
         fetched_body=None,
         fetched_from=None,
     )
-    [result] = await queries.write_batch(
+    [result] = await write_batch(
         conn, _event_args([(delivery_id, received_at, events)]), [delivery], store=False
     )
     return EventsWritten(result.written, result.duplicates, result.status == "unmatched")
@@ -410,7 +376,7 @@ async def write_events(
 
 def _event_args(
     deliveries: Sequence[tuple[UUID, datetime, list[NormalizedEvent]]],
-) -> list[queries.EventArgs]:
+) -> list[EventArgs]:
     """The batch's distinct events, each owned by the first delivery carrying it.
 
     Sorted by key, so that concurrent batches take their unique-index locks
@@ -419,14 +385,15 @@ def _event_args(
     owned: dict[tuple[str, str], tuple[UUID, datetime, NormalizedEvent]] = {}
     for delivery_id, received_at, events in deliveries:
         for event in events:
-            key = (event.provider, event.provider_event_id)
-            owned.setdefault(key, (delivery_id, received_at, event))
+            owned.setdefault(
+                (event.provider, event.provider_event_id), (delivery_id, received_at, event)
+            )
     args = []
     for key in sorted(owned):
         delivery_id, received_at, event = owned[key]
         urls = [u.replace("\n", "").replace("\r", "") for u in event.linkedin_urls]
         args.append(
-            queries.EventArgs(
+            EventArgs(
                 id=uuid7(),
                 provider=event.provider,
                 provider_event_id=event.provider_event_id,
@@ -446,14 +413,14 @@ def _event_args(
     return args
 
 
-def _delivery_args(job: _Job) -> queries.DeliveryArgs:
+def _delivery_args(job: _Job) -> DeliveryArgs:
     delivery = job.delivery
-    return queries.DeliveryArgs(
+    return DeliveryArgs(
         id=delivery.id,
         provider=delivery.provider,
         received_at=delivery.received_at,
         body=delivery.body,
-        body_size=delivery.body_size if delivery.body_size >= 0 else len(delivery.body),
+        body_size=delivery.recorded_size,
         headers=delivery.headers,
         query=delivery.query,
         status=job.status,

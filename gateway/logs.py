@@ -73,8 +73,15 @@ _LEVELS = {name.lower(): number for name, number in _LEVELS.items()}
 _OUTPUT = _Output()
 
 
-def configure_logging(log_format: Literal["json", "console"], level: int = logging.INFO) -> None:
-    """Route structlog and stdlib logging through one renderer."""
+def configure_logging(
+    log_format: Literal["json", "console"] | None, level: int = logging.INFO
+) -> None:
+    """Route structlog and stdlib logging through one renderer.
+
+    With no format given: console on a terminal, json otherwise.
+    """
+    if log_format is None:
+        log_format = "console" if sys.stderr.isatty() else "json"
     shared: list[Any] = [
         structlog.contextvars.merge_contextvars,
         structlog.stdlib.add_log_level,

@@ -24,10 +24,11 @@ import time
 from collections.abc import Callable, Iterator
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Final, get_args
+from typing import Any, Final
 from urllib.parse import parse_qs, urlsplit
 
 from litestar import Request, Response, get
+from litestar.di import NamedDependency
 from litestar.enums import ScopeType
 from litestar.handlers import HTTPRouteHandler
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
@@ -36,11 +37,13 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.exposition import choose_encoder
 from prometheus_client.registry import Collector
 
-from gateway.api.schemas import DeliveryStatus
 from gateway.db import reads
 from gateway.db.pool import Pool, connection, waiting
+from gateway.delivery import DELIVERY_STATUSES
 from gateway.errors import Unavailable
-from gateway.settings import PROVIDERS, Settings
+from gateway.ingest import Ingestor
+from gateway.settings import Settings
+from providers.vocabulary import PROVIDERS
 
 #: How long the scrape waits for the database before reporting it down.
 DATABASE_CHECK_TIMEOUT_S = 1.0
@@ -69,13 +72,11 @@ def multiprocess_ready(settings: Settings) -> bool:
 
 
 class Metrics:
-    """The app's metrics; the pool and the ingestor are attached once the lifespan has them."""
+    """The app's metrics; the pool and the pipeline they read are passed in by their caller."""
 
     def __init__(self, settings: Settings) -> None:
         self.registry = CollectorRegistry()
         self._children: dict[tuple[object, ...], Any] = {}
-        self.pool: Pool | None = None
-        self.queued: Callable[[], int] = lambda: 0
         self.shared_dir = settings.metrics_dir if multiprocess_ready(settings) else None
         self.deliveries = Counter(
             "gateway_webhook_deliveries",
@@ -128,15 +129,14 @@ class Metrics:
         self.freshness = _Freshness()
         self.embedded = "true" if is_embedded(settings) else "false"
         for provider in PROVIDERS:  # every series exists from the start, at 0
-            for status in get_args(DeliveryStatus):
+            for status in DELIVERY_STATUSES:
                 self.deliveries.labels(provider, status)
             self.events_written.labels(provider)
             self.duplicates.labels(provider)
         self.registry.register(self.freshness)
 
-    def update_gauges(self) -> None:
+    def update_gauges(self, pool: Pool, queued: int) -> None:
         """Write this worker's pool and queue figures (at each scrape and every GAUGE_TICK_S)."""
-        pool = self.pool
         readings: dict[str, Callable[[Pool], int]] = {
             "gateway_db_pool_size": Pool.get_size,
             "gateway_db_pool_idle": Pool.get_idle_size,
@@ -144,13 +144,13 @@ class Metrics:
             "gateway_db_pool_waiters": waiting,
         }
         for name, read in readings.items():
-            self.pool_gauges[name].set(0 if pool is None else read(pool))
-        self.queue_depth.set(self.queued())
+            self.pool_gauges[name].set(read(pool))
+        self.queue_depth.set(queued)
 
-    async def tick(self) -> None:
+    async def tick(self, pool: Pool, queued: Callable[[], int]) -> None:
         """Keep this worker's gauges fresh for scrapes another worker answers."""
         while True:
-            self.update_gauges()
+            self.update_gauges(pool, queued())
             await asyncio.sleep(GAUGE_TICK_S)
 
     def exposition_registry(self) -> CollectorRegistry:
@@ -211,16 +211,14 @@ class Metrics:
 
         return timed
 
-    async def check_database(self, settings: Settings) -> None:
+    async def check_database(self, pool: Pool, settings: Settings) -> None:
         """Set `gateway_database_up` from a SELECT 1 that may take at most a second."""
-        up = 0
-        if self.pool is not None:
-            try:
-                async with asyncio.timeout(DATABASE_CHECK_TIMEOUT_S):
-                    async with connection(self.pool, settings) as conn:
-                        up = int(await conn.fetchval("SELECT 1") == 1)
-            except (Unavailable, TimeoutError):
-                up = 0
+        try:
+            async with asyncio.timeout(DATABASE_CHECK_TIMEOUT_S):
+                async with connection(pool, settings) as conn:
+                    up = int(await conn.fetchval("SELECT 1") == 1)
+        except (Unavailable, TimeoutError):
+            up = 0
         self.database_up.labels(self.embedded).set(up)
 
 
@@ -238,10 +236,8 @@ class _Freshness(Collector):
         self.last: dict[str, datetime | None] | None = None
         self.backlog: dict[str, int] | None = None
 
-    async def refresh(self, pool: Pool | None, settings: Settings) -> None:
+    async def refresh(self, pool: Pool, settings: Settings) -> None:
         self.last = self.backlog = None
-        if pool is None:
-            return
         with contextlib.suppress(Unavailable, TimeoutError):
             async with asyncio.timeout(DATABASE_CHECK_TIMEOUT_S):
                 async with connection(pool, settings) as conn:
@@ -299,13 +295,17 @@ def is_embedded(settings: Settings) -> bool:
 
 
 def metrics_handler(metrics: Metrics, settings: Settings) -> HTTPRouteHandler:
-    """`GET /metrics`, wired to the app's metrics."""
+    """`GET /metrics`, wired to the app's metrics; the pool and pipeline are injected."""
 
     @get("/metrics", summary="Prometheus metrics (text format, or OpenMetrics when asked)")
-    async def scrape(request: Request[Any, Any, Any]) -> Response[bytes]:
-        await metrics.check_database(settings)
-        await metrics.freshness.refresh(metrics.pool, settings)
-        metrics.update_gauges()
+    async def scrape(
+        request: Request[Any, Any, Any],
+        pool: NamedDependency[Pool],
+        ingestor: NamedDependency[Ingestor],
+    ) -> Response[bytes]:
+        await metrics.check_database(pool, settings)
+        await metrics.freshness.refresh(pool, settings)
+        metrics.update_gauges(pool, ingestor.queued)
         encode, content_type = choose_encoder(request.headers.get("accept", ""))
         # Litestar appends the charset to text/* itself.
         media_type = content_type.split("; charset=")[0]

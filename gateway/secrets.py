@@ -22,11 +22,10 @@ from urllib.parse import quote
 
 import msgspec
 
-from gateway.settings import PROVIDERS, Settings
+from gateway.settings import Settings
+from providers.vocabulary import PROVIDERS
 
 SECRETS_FILE = "webhook-secrets.json"
-#: What a masked secret reads as.
-MASK = "[redacted]"
 API_KEY_FILE = "api-key.json"
 #: What a secret is replaced with wherever it would be stored, logged or answered.
 REDACTED = "[redacted]"
@@ -158,9 +157,10 @@ def load_secrets(settings: Settings) -> tuple[WebhookSecrets, list[str]]:
     Returns the secrets and the providers whose secret was generated just now
     (so that `serve` prints those URLs once).
     """
-    missing = [p for p in PROVIDERS if p not in settings.secrets]
+    configured = settings.secrets()
+    missing: list[str] = [p for p in PROVIDERS if p not in configured]
     stored, generated = _stored_or_generated(settings.data_dir, SECRETS_FILE, missing, 24)
-    merged = dict(settings.secrets)
+    merged = configured
     for provider in missing:
         merged[provider] = (stored[provider],)
     return WebhookSecrets(merged), generated
@@ -184,7 +184,7 @@ def known_redactor(settings: Settings) -> Redactor:
     Export and purge archives mask stored rows again with it: rows stored
     before the webhook edge masked bodies may still hold a secret.
     """
-    values = [s for configured in settings.secrets.values() for s in configured]
+    values = [s for configured in settings.secrets().values() for s in configured]
     values += settings.api_keys
     for filename in (SECRETS_FILE, API_KEY_FILE):
         values += _read(settings.data_dir / filename).values()
@@ -304,14 +304,14 @@ class SecretMask:
         """The text with every secret replaced by [redacted]."""
         for form in self._forms:
             if form in value:
-                value = value.replace(form, MASK)
+                value = value.replace(form, REDACTED)
         return value
 
     def bytes(self, value: bytes) -> bytes:
         """The bytes with every secret (UTF-8) replaced by [redacted]."""
         for form in self._raw:
             if form in value:
-                value = value.replace(form, MASK.encode())
+                value = value.replace(form, REDACTED_BYTES)
         return value
 
     def mapping(self, value: Mapping[str, str]) -> dict[str, str]:

@@ -1,99 +1,138 @@
-"""All configuration, read from the environment in one place and passed in.
+"""All configuration: one frozen Struct, read from the environment in one place and passed in.
 
-Nothing reads `os.environ` at import time; tests build their own Settings.
+Each field says what it is in its docstring, and its default is the field's own,
+stated nowhere else. Its environment variable is its name in capitals after
+`GATEWAY_` (`max_connections`: GATEWAY_MAX_CONNECTIONS), except where the
+contract (CONTRACT.md §2) names it otherwise: such a field carries its
+variable's name, and the reason, beside it. `from_env` reads only the variables
+that are set (an empty one counts as unset) and checks each against its
+field's type. Nothing reads `os.environ` at import time; tests build their own
+Settings.
 """
 
 from __future__ import annotations
 
 import os
-import sys
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Any, Final, Literal, get_origin
 
 import msgspec
 
-PROVIDERS: tuple[str, ...] = ("lemlist", "postmark", "phantombuster")
+from providers.vocabulary import PROVIDERS
 
-DEFAULT_RESULT_HOSTS: tuple[str, ...] = (
-    "phantombuster.s3.amazonaws.com",
-    "cache1.phantombooster.com",
-)
-
+#: A count that must be at least 1.
+Positive = Annotated[int, msgspec.Meta(ge=1)]
+#: A time in seconds: more than nothing, at most a day (anything longer is a typo).
+Seconds = Annotated[float, msgspec.Meta(gt=0, le=86_400)]
 
 #: PhantomBuster's default body limit: a run's inline result object can be large.
-PHANTOMBUSTER_DEFAULT_MAX_BODY_BYTES = 16 * 1024 * 1024
+PHANTOMBUSTER_DEFAULT_MAX_BODY_BYTES: Final = 16 * 1024 * 1024
 
 
 class SettingsError(ValueError):
     """An environment variable holds a value the gateway cannot use."""
 
 
-class Settings(msgspec.Struct, frozen=True, kw_only=True):
-    """The gateway's configuration; see the README's configuration table."""
+def _variable(field: str) -> str:
+    """A field's environment variable, unless it names its own: GATEWAY_<FIELD>."""
+    return f"GATEWAY_{field.upper()}"
 
-    database_url: str | None = None
-    """PostgreSQL URL; None starts the embedded PostgreSQL under `data_dir`."""
+
+class Settings(msgspec.Struct, frozen=True, kw_only=True, rename=_variable):
+    """The gateway's configuration; each field's `encode_name` is its environment variable."""
+
+    database_url: str | None = msgspec.field(default=None, name="DATABASE_URL")
+    """PostgreSQL URL; None starts the embedded PostgreSQL under `data_dir`.
+
+    DATABASE_URL (contract): the name hosts and PostgreSQL tools already set.
+    """
     data_dir: Path = Path(".gateway")
-    """Where the embedded PostgreSQL and generated secrets live."""
-    secrets: dict[str, tuple[str, ...]] = msgspec.field(default_factory=dict)
-    """Configured webhook secrets per provider; a provider missing here gets a generated one."""
-    api_keys: tuple[str, ...] = ()
-    """Keys accepted by the management API (several for rotation); none: one is generated."""
+    """Where the embedded PostgreSQL, generated secrets and the engagement lists live."""
+    secret_lemlist: tuple[str, ...] = ()
+    """lemlist's webhook secrets (several for rotation); none: one is generated under data_dir."""
+    secret_postmark: tuple[str, ...] = ()
+    """Postmark's webhook secrets (several for rotation); none: one is generated under data_dir."""
+    secret_phantombuster: tuple[str, ...] = ()
+    """PhantomBuster's webhook secrets (several for rotation); none: one is generated."""
+    api_keys: tuple[str, ...] = msgspec.field(default=(), name="GATEWAY_API_KEY")
+    """Keys accepted by the management API (several for rotation); none: one is generated.
+
+    GATEWAY_API_KEY (contract): the variable names the key, the field holds every accepted one.
+    """
     api_reads_open: bool = True
     """Whether `GET /api/…` answers without an API key; writes always need one."""
     base_url: str | None = None
-    """The public base URL that `gateway urls` prints (GATEWAY_BASE_URL); None: serve's default."""
-    phantombuster_api_key: str | None = None
-    """Lets the gateway fetch a run's result object when the webhook lacks it."""
-    phantombuster_api_base: str = "https://api.phantombuster.com/api/v2"
-    phantombuster_result_hosts: tuple[str, ...] = DEFAULT_RESULT_HOSTS
-    """Hosts a result file (`jsonUrl`) may be downloaded from; any other URL is never fetched."""
-    phantombuster_fetch_deadline_s: float = 30.0
+    """The public base URL that `gateway urls` and the console print; None: serve's default."""
+    phantombuster_api_key: str | None = msgspec.field(default=None, name="PHANTOMBUSTER_API_KEY")
+    """Lets the gateway fetch a run's result object when the webhook lacks it.
+
+    PHANTOMBUSTER_* (contract): PhantomBuster's own settings carry its name, not the gateway's.
+    """
+    phantombuster_api_base: str = msgspec.field(
+        default="https://api.phantombuster.com/api/v2", name="PHANTOMBUSTER_API_BASE"
+    )
+    """The PhantomBuster API's base URL (PHANTOMBUSTER_* as above)."""
+    phantombuster_result_hosts: tuple[str, ...] = msgspec.field(
+        default=("phantombuster.s3.amazonaws.com", "cache1.phantombooster.com"),
+        name="PHANTOMBUSTER_RESULT_HOSTS",
+    )
+    """Hosts a result file (`jsonUrl`) may be downloaded from; any other URL is never fetched.
+
+    PhantomBuster's own storage hosts by default (PHANTOMBUSTER_* as above).
+    """
+    phantombuster_fetch_deadline_s: Seconds = msgspec.field(
+        default=30.0, name="PHANTOMBUSTER_FETCH_DEADLINE_S"
+    )
     """Total time a delivery's result fetch may take, every attempt and hop included.
 
-    Per-phase timeouts alone let a host dripping a byte at a time hold a webhook.
+    Per-phase timeouts alone let a host dripping a byte at a time hold a webhook
+    (PHANTOMBUSTER_* as above).
     """
-    phantombuster_max_result_bytes: int = 20 * 1024 * 1024
+    phantombuster_max_result_bytes: Positive = 20 * 1024 * 1024
     """Largest result object or file downloaded."""
-    max_body_bytes: int = 1024 * 1024
+    max_body_bytes: Positive = 1024 * 1024
     """Largest accepted webhook body; larger ones get 413 and are recorded."""
-    max_body_bytes_lemlist: int | None = None
+    max_body_bytes_lemlist: Positive | None = None
     """lemlist's own body limit; None: `max_body_bytes`."""
-    max_body_bytes_postmark: int | None = None
+    max_body_bytes_postmark: Positive | None = None
     """Postmark's own body limit; None: `max_body_bytes`."""
-    max_body_bytes_phantombuster: int | None = None
+    max_body_bytes_phantombuster: Positive | None = None
     """PhantomBuster's own body limit; None: 16 MiB (or `max_body_bytes` when larger).
 
     A run's inline result object can pass 1 MiB, and a 413 would lose its rows.
     """
-    max_connections: int = 1000
+    max_connections: Positive = 1000
     """Open connections per server process before new requests get 503."""
-    body_read_timeout_s: float = 30.0
+    body_read_timeout_s: Seconds = 30.0
     """A webhook body that takes longer to arrive gets 408 (slow-client protection)."""
-    log_format: Literal["json", "console"] = "json"
-    pool_max_size: int = 20
+    log_format: Literal["json", "console"] | None = None
+    """How log lines are written; None: console on a terminal, json otherwise."""
+    pool_max_size: Positive = 20
     """The original design's pool: at most 20 connections..."""
-    pool_idle_s: float = 30.0
+    pool_idle_s: Seconds = 30.0
     """...closed after 30 s idle..."""
-    connect_timeout_s: float = 5.0
+    connect_timeout_s: Seconds = 5.0
     """...and 5 s to connect."""
-    acquire_timeout_s: float = 5.0
+    acquire_timeout_s: Seconds = 5.0
     """How long a request waits for a pooled connection before answering 503."""
-    command_timeout_s: float = 30.0
-    """How long one statement may run before the request answers 503."""
-    slow_query_ms: float = 100.0
+    command_timeout_s: Seconds | None = 30.0
+    """How long one statement of a request may run before it answers 503; None: no limit."""
+    slow_query_ms: Annotated[float, msgspec.Meta(ge=0)] = 100.0
     """Statements slower than this are logged at debug level."""
-    writers: int = 1
+    ingest_writers: Positive = 1
     """Group-commit writer tasks per worker: one keeps batches large (two halve them)."""
-    linger_ms: int = 1
+    ingest_linger_ms: Annotated[int, msgspec.Meta(ge=0)] = 1
     """How long a writer waits for a batch as large as recent ones (0: never waits)."""
-    batch_max: int = 256
+    ingest_batch_max: Positive = 256
     """Most deliveries committed in one transaction."""
-    queue_max: int = 4096
+    ingest_queue_max: Positive = 4096
     """Deliveries waiting for a writer before new ones get 503 (back-pressure)."""
-    metrics_dir: Path | None = None
-    """PROMETHEUS_MULTIPROC_DIR: where the workers of one `gateway serve` share their metrics."""
+    metrics_dir: Path | None = msgspec.field(default=None, name="PROMETHEUS_MULTIPROC_DIR")
+    """Where the workers of one `gateway serve` share their metrics.
+
+    PROMETHEUS_MULTIPROC_DIR: prometheus_client reads this very variable in each worker.
+    """
 
     def body_limit(self, provider: str) -> int:
         """The largest body accepted from `provider`."""
@@ -104,110 +143,57 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
             return max(PHANTOMBUSTER_DEFAULT_MAX_BODY_BYTES, self.max_body_bytes)
         return self.max_body_bytes
 
+    def secrets(self) -> dict[str, tuple[str, ...]]:
+        """The configured webhook secrets of each provider that has some."""
+        configured = {p: getattr(self, f"secret_{p}") for p in PROVIDERS}
+        return {provider: values for provider, values in configured.items() if values}
+
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
-        """Read every `GATEWAY_*`, `DATABASE_URL` and `PHANTOMBUSTER_*` variable."""
+        """Every field whose variable is set; a value that does not fit is a SettingsError."""
         env = os.environ if environ is None else environ
-        secrets: dict[str, tuple[str, ...]] = {}
-        for provider in PROVIDERS:
-            raw = env.get(f"GATEWAY_SECRET_{provider.upper()}", "")
-            values = tuple(s.strip() for s in raw.split(",") if s.strip())
-            if values:
-                secrets[provider] = values
-        hosts = tuple(
-            h.strip().lower()
-            for h in env.get("PHANTOMBUSTER_RESULT_HOSTS", ",".join(DEFAULT_RESULT_HOSTS)).split(
-                ","
-            )
-            if h.strip()
-        )
-        api_keys = tuple(k.strip() for k in env.get("GATEWAY_API_KEY", "").split(",") if k.strip())
-        log_format = env.get("GATEWAY_LOG_FORMAT") or ("console" if sys.stderr.isatty() else "json")
-        if log_format not in ("json", "console"):
-            raise SettingsError(f"GATEWAY_LOG_FORMAT must be json or console, not {log_format!r}")
-        return cls(
-            database_url=env.get("DATABASE_URL") or None,
-            data_dir=Path(env.get("GATEWAY_DATA_DIR") or ".gateway"),
-            secrets=secrets,
-            api_keys=api_keys,
-            api_reads_open=_boolean(env, "GATEWAY_API_READS_OPEN", default=True),
-            base_url=env.get("GATEWAY_BASE_URL", "").strip() or None,
-            phantombuster_api_key=env.get("PHANTOMBUSTER_API_KEY") or None,
-            phantombuster_api_base=(
-                env.get("PHANTOMBUSTER_API_BASE") or "https://api.phantombuster.com/api/v2"
-            ).rstrip("/"),
-            phantombuster_result_hosts=hosts,
-            phantombuster_fetch_deadline_s=_positive_float(
-                env, "PHANTOMBUSTER_FETCH_DEADLINE_S", 30.0
-            ),
-            max_body_bytes=_positive_int(env, "GATEWAY_MAX_BODY_BYTES", 1024 * 1024),
-            max_body_bytes_lemlist=_optional_positive_int(env, "GATEWAY_MAX_BODY_BYTES_LEMLIST"),
-            max_body_bytes_postmark=_optional_positive_int(env, "GATEWAY_MAX_BODY_BYTES_POSTMARK"),
-            max_body_bytes_phantombuster=_optional_positive_int(
-                env, "GATEWAY_MAX_BODY_BYTES_PHANTOMBUSTER"
-            ),
-            max_connections=_positive_int(env, "GATEWAY_MAX_CONNECTIONS", 1000),
-            body_read_timeout_s=_positive_int(env, "GATEWAY_BODY_READ_TIMEOUT_S", 30),
-            writers=_positive_int(env, "GATEWAY_INGEST_WRITERS", 1),
-            linger_ms=_nonnegative_int(env, "GATEWAY_INGEST_LINGER_MS", 1),
-            batch_max=_positive_int(env, "GATEWAY_INGEST_BATCH_MAX", 256),
-            queue_max=_positive_int(env, "GATEWAY_INGEST_QUEUE_MAX", 4096),
-            log_format=log_format,  # type: ignore[arg-type]  # checked just above
-            metrics_dir=Path(env["PROMETHEUS_MULTIPROC_DIR"])
-            if env.get("PROMETHEUS_MULTIPROC_DIR")
-            else None,
-        )
+        given: dict[str, Any] = {}
+        for field in msgspec.structs.fields(cls):
+            raw = env.get(field.encode_name, "").strip()
+            if raw:
+                given[field.encode_name] = _reading(field.encode_name, raw, field.type)
+        try:
+            return msgspec.convert(given, cls, strict=False, dec_hook=_path)
+        except msgspec.ValidationError as exc:
+            message, _, where = str(exc).rpartition(" - at `$.")
+            name = where.rstrip("`")
+            raise SettingsError(_invalid(name, env.get(name, ""), message)) from None
 
 
-def _positive_int(env: Mapping[str, str], name: str, default: int) -> int:
-    value = _optional_int(env, name, minimum=1)
-    return default if value is None else value
+def setting(name: str) -> msgspec.structs.FieldInfo:
+    """A field of Settings: its environment variable (`encode_name`) and its default."""
+    [field] = [f for f in msgspec.structs.fields(Settings) if f.name == name]
+    return field
 
 
-def _nonnegative_int(env: Mapping[str, str], name: str, default: int) -> int:
-    value = _optional_int(env, name, minimum=0)
-    return default if value is None else value
+_BOOLEANS: Final = {"true": True, "1": True, "yes": True, "false": False, "0": False, "no": False}
 
 
-def _optional_positive_int(env: Mapping[str, str], name: str) -> int | None:
-    return _optional_int(env, name, minimum=1)
+def _reading(name: str, raw: str, type_: object) -> object:
+    """A variable's text as its field takes it: lists comma-separated, booleans in words.
+
+    Everything else is converted (and checked) by msgspec from the text itself.
+    """
+    if get_origin(type_) is tuple:
+        return [item.strip() for item in raw.split(",") if item.strip()]
+    if type_ is bool:
+        if raw.lower() not in _BOOLEANS:
+            raise SettingsError(_invalid(name, raw, "expected true or false"))
+        return _BOOLEANS[raw.lower()]
+    return raw
 
 
-def _optional_int(env: Mapping[str, str], name: str, *, minimum: int) -> int | None:
-    """A whole number of at least `minimum` from the environment; None when unset."""
-    raw = env.get(name)
-    if not raw:
-        return None
-    try:
-        value = int(raw)
-    except ValueError:
-        raise SettingsError(f"{name} must be a whole number, not {raw!r}") from None
-    if value < minimum:
-        word = "positive" if minimum == 1 else f"at least {minimum}"
-        raise SettingsError(f"{name} must be {word}, not {value}")
-    return value
+def _invalid(name: str, raw: str, message: str) -> str:
+    return f"{name}={raw.strip()!r} is not valid: {message[:1].lower()}{message[1:]}"
 
 
-def _positive_float(env: Mapping[str, str], name: str, default: float) -> float:
-    raw = env.get(name)
-    if not raw:
-        return default
-    try:
-        value = float(raw)
-    except ValueError:
-        raise SettingsError(f"{name} must be a number of seconds, not {raw!r}") from None
-    if not 0 < value < float("inf"):
-        raise SettingsError(f"{name} must be positive, not {raw}")
-    return value
-
-
-_BOOLEANS = {"true": True, "1": True, "yes": True, "false": False, "0": False, "no": False}
-
-
-def _boolean(env: Mapping[str, str], name: str, *, default: bool) -> bool:
-    raw = env.get(name, "").strip().lower()
-    if not raw:
-        return default
-    if raw not in _BOOLEANS:
-        raise SettingsError(f"{name} must be true or false, not {env[name]!r}")
-    return _BOOLEANS[raw]
+def _path(type_: type, value: object) -> object:
+    """msgspec's hook for the one type it does not convert itself."""
+    if type_ is Path and isinstance(value, str):
+        return Path(value)
+    raise NotImplementedError

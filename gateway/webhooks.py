@@ -12,17 +12,19 @@ import asyncio
 import time
 from collections.abc import Callable
 from datetime import datetime
-from typing import Annotated, Any, Final, Literal, cast
+from typing import Annotated, Any, cast
 
 import msgspec
 import structlog
 from litestar import Request, Response, post
+from litestar.di import NamedDependency
 from litestar.handlers import HTTPRouteHandler
 from litestar.openapi import ResponseSpec
 from litestar.openapi.spec import SecurityRequirement
 from litestar.params import PathParameter, QueryParameter
 
 from gateway.api.schemas import problem_spec
+from gateway.delivery import OVERSIZED_PREFIX_BYTES, AckStatus, Delivery, too_large
 from gateway.errors import (
     InvalidPayload,
     PayloadTooLarge,
@@ -30,26 +32,13 @@ from gateway.errors import (
     Unauthorized,
     UnknownProvider,
 )
-from gateway.ingest import Delivery, Ingestor, elapsed_ms
+from gateway.ingest import Ingestor, elapsed_ms
 from gateway.metrics import Metrics
-from gateway.secrets import REDACTED, Redactor, WebhookSecrets, credentials_from_request
-from gateway.settings import PROVIDERS, Settings
-from providers.base import clean_json
+from gateway.secrets import Redactor, WebhookSecrets, credentials_from_request
+from gateway.settings import Settings
+from providers.vocabulary import PROVIDERS
 
 log = structlog.get_logger("gateway.webhook")
-
-#: Headers never stored: they carry credentials or are meaningless hop by hop.
-REDACTED_HEADERS = frozenset({"authorization", "proxy-authorization", "cookie", "x-api-key"})
-#: Query parameters never stored: the webhook secret travels there.
-REDACTED_QUERY = frozenset({"token", "secret", "key", "api_key"})
-#: How much of an oversized body is kept, to show what it was.
-OVERSIZED_PREFIX_BYTES = 4096
-#: The largest size `webhook_deliveries.body_size` (integer) can hold; an
-#: announced Content-Length above it is recorded as this, its cause saying more.
-MAX_RECORDED_SIZE: Final = 2**31 - 1
-
-
-AckStatus = Literal["processed", "duplicate", "unmatched", "ignored", "pending"]
 
 
 class Ack(msgspec.Struct, frozen=True, kw_only=True):
@@ -100,7 +89,7 @@ WEBHOOK_RESPONSES: dict[int, ResponseSpec] = {
 
 
 class EdgeServices:
-    """What the webhook edge needs; the pipeline arrives once the pool is open."""
+    """What the webhook edge needs from `create_app`; the pipeline comes per request (DI)."""
 
     def __init__(
         self,
@@ -116,11 +105,14 @@ class EdgeServices:
         self.metrics = metrics
         self.redactor = redactor or Redactor(secrets.all_values())
         self.body_limits = {p: settings.body_limit(p) for p in PROVIDERS}
-        self.ingestor: Ingestor | None = None
 
 
 def webhook_handler(services: EdgeServices) -> HTTPRouteHandler:
-    """The route handler, wired explicitly to its services."""
+    """The route handler, wired explicitly to its services.
+
+    The ingestion pipeline, which the app's lifespan starts, is injected as the
+    API's pool is: Litestar's `ingestor` dependency (`gateway.app`).
+    """
 
     @post(
         "/webhooks/{provider:str}",
@@ -132,7 +124,10 @@ def webhook_handler(services: EdgeServices) -> HTTPRouteHandler:
         security=WEBHOOK_SECURITY,
     )
     async def receive_webhook(
-        request: Request[Any, Any, Any], provider: Provider, token: Token = None
+        request: Request[Any, Any, Any],
+        provider: Provider,
+        ingestor: NamedDependency[Ingestor],
+        token: Token = None,
     ) -> Response[Ack]:
         started = time.perf_counter()
         if provider not in PROVIDERS:
@@ -148,25 +143,20 @@ def webhook_handler(services: EdgeServices) -> HTTPRouteHandler:
                 raise PayloadTooLarge(cause)
             log.info("webhook.unauthorized", provider=provider, path=request.url.path)
             raise Unauthorized
-        redactor = services.redactor
-        headers = redact_headers(dict(request.headers), redactor)
-        stored_query = redact_query(query, redactor)
-        ingestor = services.ingestor
-        if ingestor is None:  # lifespan not finished: cannot happen under a server
-            raise RuntimeError("webhook received before the pipeline started")
         if announced is not None and announced > limit:  # not read at all
             body, size, came = b"", announced, f"announced body of {announced} bytes"
         else:
             body, size = await read_body(request, limit, services.settings.body_read_timeout_s)
             came = f"body of {size}+ bytes"
-        delivery = Delivery(
-            provider=provider,
-            received_at=received_at,
-            body=redactor.body(body),
-            # The size stored (masking may shorten it); only an oversized body's differs.
-            body_size=min(size, MAX_RECORDED_SIZE) if size > limit else -1,
-            headers=headers,
-            query=stored_query,
+        delivery = Delivery.received(
+            provider,
+            received_at,
+            body,
+            size=size,
+            limit=limit,
+            headers=dict(request.headers),
+            query=query,
+            redactor=services.redactor,
         )
         if size > limit:
             cause = too_large(provider, limit, came)
@@ -211,11 +201,6 @@ def announced_size(content_length: str | None) -> int | None:
     return None
 
 
-def too_large(provider: str, limit: int, body: str) -> str:
-    """The cause of a 413: what came (`body`), and the setting that would let it in."""
-    return f"{body} exceeds GATEWAY_MAX_BODY_BYTES_{provider.upper()}={limit}"
-
-
 async def read_body(
     request: Request[Any, Any, Any], limit: int, timeout_s: float
 ) -> tuple[bytes, int]:
@@ -234,27 +219,6 @@ async def read_body(
     except TimeoutError as exc:
         raise RequestTimeout from exc
     return bytes(chunks), len(chunks)
-
-
-def redact_headers(headers: dict[str, str], redactor: Redactor) -> dict[str, str]:
-    """Headers as stored: credentials replaced, any configured secret masked."""
-    stored: dict[str, str] = {}
-    for name, value in headers.items():
-        lowered = redactor.name(name)
-        stored[lowered] = REDACTED if lowered in REDACTED_HEADERS else redactor.text(value)
-    cleaned: dict[str, str] = clean_json(stored)
-    return cleaned
-
-
-def redact_query(query: dict[str, str], redactor: Redactor) -> dict[str, str]:
-    """The query as stored: credential parameters removed, any configured secret masked."""
-    kept = {
-        redactor.text(k): redactor.text(v)
-        for k, v in query.items()
-        if k.lower() not in REDACTED_QUERY
-    }
-    cleaned: dict[str, str] = clean_json(kept)
-    return cleaned
 
 
 def _log(

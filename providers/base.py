@@ -16,39 +16,11 @@ from typing import Any, Literal, TypeVar
 
 import msgspec
 
-Channel = Literal["email", "linkedin"]
+from providers.vocabulary import Channel, EventType, Provider
+
 BounceClass = Literal["hard", "soft"]
 """`metadata.bounce_class` of every `bounced` event: only a hard bounce ends an enrollment."""
 S = TypeVar("S", bound=msgspec.Struct)
-
-EMAIL_EVENT_TYPES: frozenset[str] = frozenset(
-    {
-        "sent",
-        "delivered",
-        "opened",
-        "clicked",
-        "replied",
-        "bounced",
-        "unsubscribed",
-        "spam_complaint",
-        "failed",
-    }
-)
-LINKEDIN_EVENT_TYPES: frozenset[str] = frozenset(
-    {
-        "profile_visited",
-        "connection_requested",
-        "connection_accepted",
-        "message_sent",
-        "voice_message_sent",
-        "replied",
-        "failed",
-    }
-)
-EVENT_TYPES: dict[str, frozenset[str]] = {
-    "email": EMAIL_EVENT_TYPES,
-    "linkedin": LINKEDIN_EVENT_TYPES,
-}
 
 
 class ProviderError(ValueError):
@@ -72,10 +44,10 @@ class NormalizedEvent(msgspec.Struct, frozen=True, kw_only=True):
     campaign instance through `campaign_instances.provider_config`.
     """
 
-    provider: str
+    provider: Provider
     provider_event_id: str
     channel: Channel
-    event_type: str
+    event_type: EventType
     occurred_at: datetime | None
     """When it happened per the provider; None: the gateway uses the receive time."""
     metadata: dict[str, Any]
@@ -300,10 +272,8 @@ def build_metadata(**fields: object) -> dict[str, Any]:
 
 
 __all__ = [
-    "EVENT_TYPES",
     "MAX_KEY_BYTES",
     "BounceClass",
-    "Channel",
     "NormalizedEvent",
     "Parsed",
     "ProviderError",

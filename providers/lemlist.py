@@ -34,13 +34,12 @@ A differently spelled field of another JSON type is left out, never a 400.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Final
 
 import msgspec
 
 from providers.base import (
     BounceClass,
-    Channel,
     NormalizedEvent,
     Parsed,
     ProviderError,
@@ -55,13 +54,14 @@ from providers.base import (
     parse_timestamp,
     view,
 )
+from providers.vocabulary import Channel, EventType, Provider
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
 
-PROVIDER = "lemlist"
+PROVIDER: Final[Provider] = "lemlist"
 
-_EVENTS: dict[str, tuple[Channel, str]] = {
+_EVENTS: dict[str, tuple[Channel, EventType]] = {
     "emailsSent": ("email", "sent"),
     "emailsOpened": ("email", "opened"),
     "emailsClicked": ("email", "clicked"),
@@ -208,7 +208,7 @@ def _lead_email(activity: _Activity) -> str | None:
     return _first(activity.leadEmail, activity.email)
 
 
-def _link(activity: _Activity, event_type: str) -> str | None:
+def _link(activity: _Activity, event_type: EventType) -> str | None:
     """The clicked link: `linkUrl` on any type, its other spellings on a click only."""
     if event_type == "clicked":
         return _first(activity.linkUrl, activity.clickedUrl, activity.url)

@@ -21,7 +21,7 @@ pipeline can fetch them; it then calls `parse` again with the fetched bytes.
 from __future__ import annotations
 
 import re
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final
 
 import msgspec
 
@@ -41,14 +41,15 @@ from providers.base import (
     parse_timestamp,
     view,
 )
+from providers.vocabulary import LinkedinEventType, Provider
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
 
-PROVIDER = "phantombuster"
+PROVIDER: Final[Provider] = "phantombuster"
 RESULT_FIELD = "$.resultObject"
 
-_ACTIONS: tuple[tuple[str, str, str], ...] = (
+_ACTIONS: tuple[tuple[str, str, LinkedinEventType], ...] = (
     ("autoconnect", "connect", "connection_requested"),
     ("networkbooster", "connect", "connection_requested"),
     ("profilevisitor", "visit", "profile_visited"),
@@ -56,6 +57,8 @@ _ACTIONS: tuple[tuple[str, str, str], ...] = (
     ("messagesender", "message", "message_sent"),
 )
 """(slug fragment, action, event_type) of the LinkedIn phantoms the gateway understands."""
+_Action = tuple[str, LinkedinEventType]
+"""What a phantom does (connect, visit, message) and the event type of its rows."""
 
 _URL_FIELDS = ("baseUrl", "linkedinProfileUrl", "url", "profileUrl", "linkedinProfile")
 """Row fields holding the profile URL, best first; `general.profileUrl` comes last."""
@@ -120,7 +123,7 @@ def parse(body: bytes, headers: Mapping[str, str], fetched: bytes | None = None)
     return _events(rows, run, agent_id, container_id, action)
 
 
-def _action(script: str | None) -> tuple[str, str] | None:
+def _action(script: str | None) -> _Action | None:
     """(action, event_type) of the phantom that ran, from its script slug."""
     if script is None:
         return None
@@ -153,7 +156,7 @@ def _events(
     run: _Run,
     agent_id: str,
     container_id: str | None,
-    action: tuple[str, str],
+    action: _Action,
 ) -> Parsed:
     """One event per row with a profile URL; a row repeated in one result counts once."""
     events: dict[str, NormalizedEvent] = {}
@@ -176,7 +179,7 @@ def _row_event(
     run: _Run,
     agent_id: str,
     container_id: str | None,
-    action: tuple[str, str],
+    action: _Action,
 ) -> NormalizedEvent:
     action_name, event_type = action
     error = clean_text(row.get("error")) or clean_text(row.get("fatalError"))

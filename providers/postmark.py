@@ -32,7 +32,7 @@ case-insensitively, and so are the `Metadata` keys we set at send time.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final
 
 import msgspec
 
@@ -53,17 +53,18 @@ from providers.base import (
     parse_timestamp,
     view,
 )
+from providers.vocabulary import EmailEventType, Provider
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
     from datetime import datetime
 
-PROVIDER = "postmark"
+PROVIDER: Final[Provider] = "postmark"
 TEST_MESSAGE_ID = "00000000-0000-0000-0000-000000000000"
 """The MessageID of the payloads Postmark sends from its "send test" button."""
 TRACE_HEADER = "X-PM-Webhook-Trace-Id"
 
-_BOUNCE_OUTCOMES: dict[str, tuple[str, BounceClass | None]] = {
+_BOUNCE_OUTCOMES: dict[str, tuple[EmailEventType, BounceClass | None]] = {
     # "unknown user, mailbox not found"; "not a valid email address"; "manually
     # deactivated"; "has not clicked on the confirmation link": the address itself.
     **dict.fromkeys(
@@ -254,6 +255,7 @@ def _delivery(record: _Delivery, ctx: _Context) -> Parsed:
 
 def _bounce(record: _Bounce, ctx: _Context) -> Parsed:
     bounce_class: BounceClass | None = None
+    event_type: EmailEventType
     bounce_type = record.Type
     if bounce_type is None and (code := as_int(record.TypeCode)) is not None:
         bounce_type = _TYPE_CODES.get(code)
@@ -394,7 +396,7 @@ def _event(
     record: _Record,
     ctx: _Context,
     *,
-    event_type: str,
+    event_type: EmailEventType,
     key: str,
     occurred_at: datetime | None,
     contact: str | None,

@@ -15,16 +15,16 @@ from typing import Any
 
 import msgspec
 
-from gateway import capture
-from gateway.fetch import Fetched
+from gateway.delivery import Fetched
+from gateway.ops import capture
 from providers import lemlist, phantombuster, postmark
 from providers.base import Parsed, ProviderError
+from providers.vocabulary import PROVIDERS
 
 REPOSITORY = Path(__file__).resolve().parent.parent
 SHARED = REPOSITORY.parent / "shared"
 FOREIGN = SHARED / "foreign"
 FIXTURES = REPOSITORY / "tests" / "fixtures"
-PROVIDERS = ("lemlist", "postmark", "phantombuster")
 
 
 class ForeignBody(msgspec.Struct, frozen=True, kw_only=True):

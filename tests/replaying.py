@@ -9,8 +9,8 @@ from typing import Any
 import asyncpg
 
 from gateway.db.pool import Connection, Pool, init_connection
-from gateway.progress import Progress
-from gateway.replay import Tally
+from gateway.ops.progress import Progress
+from gateway.ops.replay import Tally
 from tests.conftest import FIXTURES
 
 CAPTURES = FIXTURES / "captures"

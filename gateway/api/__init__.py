@@ -10,8 +10,7 @@ place errors meet HTTP. One guard checks the API key (`gateway.api.auth`).
 from __future__ import annotations
 
 from litestar import Router
-from litestar.datastructures import State
-from litestar.di import Provide
+from litestar.di import NamedDependency, Provide
 
 from gateway.api import (
     alerts,
@@ -25,6 +24,8 @@ from gateway.api import (
 from gateway.api.auth import API_KEY, api_key_guard
 from gateway.api.deps import ManageDb, ReadDb
 from gateway.api.query import QueryRules
+from gateway.db.pool import Pool
+from gateway.fetch import ResultFetcher
 from gateway.secrets import ApiKeys, SecretMask
 from gateway.settings import Settings
 
@@ -32,16 +33,18 @@ from gateway.settings import Settings
 def api_router(
     settings: Settings, api_keys: ApiKeys, mask: SecretMask, query_rules: QueryRules
 ) -> Router:
-    """Every API endpoint, wired to the pool and fetcher the lifespan puts on `app.state`.
+    """Every API endpoint, wired to the pool and fetcher the app injects (`gateway.app`).
 
     `query_rules` must learn the app's routes once it is built (`create_app`).
     """
 
-    def provide_db(state: State) -> ReadDb:
-        return ReadDb(state.pool, settings)
+    def provide_db(pool: NamedDependency[Pool]) -> ReadDb:
+        return ReadDb(pool, settings)
 
-    def provide_writer(state: State) -> ManageDb:
-        return ManageDb(state.pool, settings, state.fetcher)
+    def provide_writer(
+        pool: NamedDependency[Pool], fetcher: NamedDependency[ResultFetcher]
+    ) -> ManageDb:
+        return ManageDb(pool, settings, fetcher)
 
     return Router(
         path="/api",

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import base64
-from typing import Annotated, Any, Literal, get_args
+from typing import Annotated, Any, Literal
 from uuid import UUID
 
 import msgspec
@@ -31,16 +31,16 @@ from gateway.api.schemas import (
     Delivery,
     DeliveryDetail,
     DeliveryPage,
-    DeliveryStatus,
     Event,
-    Provider,
     Reprocessed,
     json_depth,
     problems,
 )
 from gateway.db import reads
+from gateway.delivery import DELIVERY_STATUSES, DeliveryStatus
 from gateway.errors import BadRequest, NotFound
 from gateway.secrets import SecretMask
+from providers.vocabulary import Provider
 
 #: The longest search text: longer than any key the gateway stores (1024).
 MAX_SEARCH_LENGTH = 1024
@@ -89,7 +89,7 @@ async def list_deliveries(
     order: Order = "oldest",
 ) -> DeliveryPage:
     where = reads.DeliveryFilter(
-        statuses=distinct(status) or get_args(DeliveryStatus),
+        statuses=distinct(status) or DELIVERY_STATUSES,
         providers=distinct(provider),
         period=time_range(from_, to),
         search=_search(q),

@@ -10,12 +10,12 @@ from uuid import UUID
 from asyncpg import Record
 
 from gateway.api.schemas import Attach
-from gateway.db import manage, reads
+from gateway.db import campaigns, reads
 from gateway.db.pool import Connection, Pool, connection, transaction
+from gateway.db.retry import REFUSED, retried
 from gateway.errors import BadRequest, Unavailable
 from gateway.fetch import ResultFetcher
-from gateway.ingest import REFUSED, RETRIES, RETRYABLE
-from gateway.reprocess import Cursor, Report, Reprocessor
+from gateway.ops.reprocess import Cursor, Report, Reprocessor
 from gateway.settings import Settings
 
 T = TypeVar("T")
@@ -53,23 +53,21 @@ class ManageDb(ReadDb):
 
         Writes lock rows in the order ingestion does, but a cascade or a
         concurrent webhook batch can still deadlock with them: PostgreSQL then
-        rolls one side back, and repeating it is safe (ingestion's RETRYABLE).
+        rolls one side back, and repeating it is safe (`gateway.db.retry`).
         A value that validation let through but the schema refuses (a NUL
         character in a text, say) is the request's fault: a 400.
         """
-        attempt = 0
-        while True:
-            attempt += 1
-            try:
-                async with transaction(self._pool, self._settings) as conn:
-                    return await work(conn)
-            except RETRYABLE as exc:
-                if attempt >= RETRIES:
-                    raise Unavailable("database contention; retry later") from exc
-            except REFUSED as exc:
-                raise BadRequest(f"the database refused a value: {exc}") from exc
 
-    async def attach(self, keys: manage.CampaignKeys) -> Attach:
+        async def write() -> T:
+            async with transaction(self._pool, self._settings) as conn:
+                return await work(conn)
+
+        try:
+            return await retried(write, what="api")
+        except REFUSED as exc:
+            raise BadRequest(f"the database refused a value: {exc}") from exc
+
+    async def attach(self, keys: campaigns.CampaignKeys) -> Attach:
         """Reprocess the deliveries holding unmatched events with these campaign keys.
 
         Their events then attach (with enrollments created as at ingestion) and
@@ -79,12 +77,12 @@ class ManageDb(ReadDb):
         """
 
         async def page(conn: Connection, after: Cursor | None, limit: int) -> list[Record]:
-            return await manage.unmatched_deliveries(conn, keys, after, limit)
+            return await campaigns.unmatched_deliveries(conn, keys, after, limit)
 
         reprocessor = Reprocessor(self._pool, self._settings, self._fetcher)
         report = await reprocessor.run_pages(page, max_deliveries=ATTACH_MAX_DELIVERIES)
         async with self.connection() as conn:
-            remaining = await manage.count_unmatched(conn, keys)
+            remaining = await campaigns.count_unmatched(conn, keys)
         return Attach(
             deliveries=report.examined,
             events_attached=report.attached,

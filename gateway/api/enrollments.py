@@ -28,7 +28,7 @@ from gateway.api.schemas import (
     EnrollResult,
     problems,
 )
-from gateway.db import manage, reads
+from gateway.db import campaigns, reads
 from gateway.db.pool import Connection
 from gateway.errors import BadRequest, Conflict, NotFound
 
@@ -49,23 +49,23 @@ CLOSED = frozenset({"completed", "failed"})
 async def enroll_contacts(
     writer: NamedDependency[ManageDb], instance_id: FromPath[UUID], data: JSONBody[EnrollIn]
 ) -> EnrollResult:
-    contacts: list[manage.ContactRow] = []
+    contacts: list[campaigns.ContactRow] = []
     for i, contact in enumerate(data.contacts):
         if contact.email is None and contact.linkedin_url is None:
             raise BadRequest("a contact needs an email or a linkedin_url", field=f"contacts[{i}]")
         contacts.append(
-            manage.ContactRow(
+            campaigns.ContactRow(
                 contact.email, contact.linkedin_url, contact.contact_id, contact.metadata
             )
         )
 
     async def work(conn: Connection) -> tuple[set[UUID], list[Record]]:
-        status = await manage.instance_status(conn, instance_id)
+        status = await campaigns.instance_status(conn, instance_id)
         if status is None:
             raise NotFound(f"no campaign instance {instance_id}")
         if status in CLOSED:
             raise Conflict(f"the instance is {status} and takes no new contact")
-        return await manage.enroll_contacts(conn, instance_id, contacts)
+        return await campaigns.enroll_contacts(conn, instance_id, contacts)
 
     created, found = await writer.write(work)
     items: list[Enrolled] = []

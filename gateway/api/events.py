@@ -22,16 +22,14 @@ from gateway.api.params import (
     time_range,
 )
 from gateway.api.schemas import (
-    Channel,
     Event,
     EventPage,
-    EventType,
-    Provider,
     UnmatchedKey,
     UnmatchedList,
     problems,
 )
 from gateway.db import reads
+from providers.vocabulary import Channel, EventType, Provider
 
 
 @get(

@@ -39,7 +39,7 @@ from gateway.api.schemas import (
     TemplateIn,
     problems,
 )
-from gateway.db import manage, reads
+from gateway.db import campaigns, reads
 from gateway.db.pool import Connection
 from gateway.errors import BadRequest, Conflict, NotFound
 
@@ -66,8 +66,8 @@ async def create_template(
     row, email, linkedin = _template_rows(data)
 
     async def work(conn: Connection) -> Record | None:
-        template_id = await manage.insert_template(conn, row)
-        await manage.replace_sequences(conn, template_id, email, linkedin)
+        template_id = await campaigns.insert_template(conn, row)
+        await campaigns.replace_sequences(conn, template_id, email, linkedin)
         return await reads.get_template(conn, template_id)
 
     template = _template_detail(await writer.write(work))
@@ -92,9 +92,9 @@ async def replace_template(
     row, email, linkedin = _template_rows(data)
 
     async def work(conn: Connection) -> Record | None:
-        if not await manage.update_template(conn, template_id, row):
+        if not await campaigns.update_template(conn, template_id, row):
             raise NotFound(f"no campaign template {template_id}")
-        await manage.replace_sequences(conn, template_id, email, linkedin)
+        await campaigns.replace_sequences(conn, template_id, email, linkedin)
         return await reads.get_template(conn, template_id)
 
     return _template_detail(await writer.write(work))
@@ -112,16 +112,16 @@ async def delete_template(
     writer: NamedDependency[ManageDb], template_id: FromPath[UUID], force: FromQuery[bool] = False
 ) -> None:
     async def work(conn: Connection) -> None:
-        if not await manage.lock_template(conn, template_id):
+        if not await campaigns.lock_template(conn, template_id):
             raise NotFound(f"no campaign template {template_id}")
-        instances = await manage.lock_template_instances(conn, template_id)
+        instances = await campaigns.lock_template_instances(conn, template_id)
         running = [f"{i['name']!r} ({i['status']})" for i in instances if i["status"] in LIVE]
         if running and not force:
             raise Conflict(
                 f"the template has running instances: {', '.join(running)}; complete them"
                 " first, or delete with ?force=true, which deletes their enrollments and events"
             )
-        await manage.delete_template(conn, template_id)
+        await campaigns.delete_template(conn, template_id)
 
     await writer.write(work)
 
@@ -141,13 +141,13 @@ async def create_instance(
     keys = provider_keys(data.provider_config)
 
     async def work(conn: Connection) -> UUID:
-        if not await manage.lock_template_key(conn, data.template_id):
+        if not await campaigns.lock_template_key(conn, data.template_id):
             raise NotFound(f"no campaign template {data.template_id}", field="template_id")
         if data.status in LIVE:
             await _claim_keys(conn, None, keys)
-        return await manage.insert_instance(
+        return await campaigns.insert_instance(
             conn,
-            manage.InstanceRow(
+            campaigns.InstanceRow(
                 data.template_id, data.name, data.status, data.provider_config, data.settings
             ),
         )
@@ -198,7 +198,7 @@ async def update_instance(
         raise BadRequest("nothing to change: give name, status, provider_config or settings")
 
     async def work(conn: Connection) -> ProviderKeys | None:
-        row = await manage.lock_instance(conn, instance_id)
+        row = await campaigns.lock_instance(conn, instance_id)
         if row is None:
             raise NotFound(f"no campaign instance {instance_id}")
         current: str = row["status"]
@@ -216,7 +216,7 @@ async def update_instance(
         if data.settings is not UNSET:
             settings = merged(settings, data.settings)
         name = None if data.name is UNSET else data.name
-        await manage.update_instance(conn, instance_id, name, status, config, settings)
+        await campaigns.update_instance(conn, instance_id, name, status, config, settings)
         return keys
 
     keys = await writer.write(work)
@@ -262,8 +262,8 @@ async def _claim_keys(conn: Connection, instance_id: UUID | None, keys: Provider
     pairs = keys.campaign_keys()
     if not pairs:
         return
-    await manage.lock_mappings(conn)
-    taken = await manage.mapping_conflict(conn, instance_id, pairs)
+    await campaigns.lock_mappings(conn)
+    taken = await campaigns.mapping_conflict(conn, instance_id, pairs)
     if taken is not None:
         raise Conflict(
             f"{taken.provider} key {taken.key!r} is mapped already by instance {taken.id}"
@@ -282,7 +282,7 @@ async def _written(
         by_provider: dict[str, list[str]] = {"lemlist": [], "postmark": [], "phantombuster": []}
         for provider, key in keys.campaign_keys():
             by_provider[provider].append(key)
-        attach = await writer.attach(manage.CampaignKeys(**by_provider))
+        attach = await writer.attach(campaigns.CampaignKeys(**by_provider))
     async with writer.connection() as conn:
         row = await reads.get_instance(conn, instance_id)
     if row is None:  # deleted between the write and this read
@@ -293,7 +293,7 @@ async def _written(
 
 def _template_rows(
     data: JSONBody[TemplateIn],
-) -> tuple[manage.TemplateRow, list[manage.EmailStepRow], list[manage.LinkedinStepRow]]:
+) -> tuple[campaigns.TemplateRow, list[campaigns.EmailStepRow], list[campaigns.LinkedinStepRow]]:
     """The rows a template body writes, once its sequences are checked as a whole.
 
     A step (with its A/B variant) listed twice is a 400 naming the second;
@@ -322,7 +322,7 @@ def _template_rows(
                 f" (also linkedin_sequences[{first}])",
                 field=f"linkedin_sequences[{i}].step_number",
             )
-    row = manage.TemplateRow(
+    row = campaigns.TemplateRow(
         data.name,
         data.description,
         data.type,
@@ -332,13 +332,13 @@ def _template_rows(
         data.created_by,
     )
     email = [
-        manage.EmailStepRow(
+        campaigns.EmailStepRow(
             s.step_number, s.a_b_variant, s.subject, s.body_template, s.delay_hours, s.is_active
         )
         for s in data.email_sequences
     ]
     linkedin = [
-        manage.LinkedinStepRow(
+        campaigns.LinkedinStepRow(
             s.step_number, s.action_type, s.message_template, s.delay_hours, s.fallback_channel
         )
         for s in data.linkedin_sequences

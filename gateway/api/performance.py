@@ -32,16 +32,12 @@ from litestar.params import FromPath, QueryParameter
 from gateway.api.deps import ReadDb
 from gateway.api.params import From, To, time_range
 from gateway.api.schemas import (
-    Channel,
     ChannelCounts,
     CountRule,
     DayTotals,
-    EmailEventType,
     HumanEngagement,
     HumanUnique,
-    LinkedinEventType,
     Performance,
-    Provider,
     ProviderTotals,
     RateDefinition,
     Rates,
@@ -51,13 +47,20 @@ from gateway.api.schemas import (
 )
 from gateway.db import reads
 from gateway.errors import BadRequest, NotFound
+from providers.vocabulary import (
+    CHANNELS,
+    PROVIDERS,
+    Channel,
+    EmailEventType,
+    EventType,
+    LinkedinEventType,
+    Provider,
+)
 
 EMAIL_TYPES: tuple[str, ...] = get_args(EmailEventType)
 LINKEDIN_TYPES: tuple[str, ...] = get_args(LinkedinEventType)
-ALL_TYPES: tuple[str, ...] = tuple(dict.fromkeys(EMAIL_TYPES + LINKEDIN_TYPES))
+ALL_TYPES: tuple[str, ...] = get_args(EventType)
 CHANNEL_TYPES: dict[Channel, tuple[str, ...]] = {"email": EMAIL_TYPES, "linkedin": LINKEDIN_TYPES}
-CHANNELS: tuple[Channel, ...] = get_args(Channel)
-PROVIDERS: tuple[Provider, ...] = get_args(Provider)
 #: The longest daily series answered (ten years of days).
 MAX_DAYS = 3660
 _TICK = timedelta(microseconds=1)

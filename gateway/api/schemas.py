@@ -16,6 +16,9 @@ import msgspec
 from litestar.openapi import ResponseSpec
 from msgspec import UNSET, Meta, UnsetType
 
+from gateway.delivery import DeliveryStatus
+from providers.vocabulary import Channel, EventType, Provider
+
 PROBLEM_JSON = "application/problem+json"
 
 TemplateType = Literal["email", "linkedin", "multi_channel"]
@@ -25,49 +28,6 @@ EnrollmentStatus = Literal[
     "enrolled", "active", "paused", "completed", "unsubscribed", "bounced", "failed"
 ]
 LinkedinAction = Literal["profile_visit", "connection_request", "message", "voice_message"]
-Provider = Literal["lemlist", "postmark", "phantombuster"]
-Channel = Literal["email", "linkedin"]
-EmailEventType = Literal[
-    "sent",
-    "delivered",
-    "opened",
-    "clicked",
-    "replied",
-    "bounced",
-    "unsubscribed",
-    "spam_complaint",
-    "failed",
-]
-LinkedinEventType = Literal[
-    "profile_visited",
-    "connection_requested",
-    "connection_accepted",
-    "message_sent",
-    "voice_message_sent",
-    "replied",
-    "failed",
-]
-#: Every event type once: `replied` and `failed` exist on both channels, and
-#: a union of the two channel enums would make OpenAPI's `oneOf` refuse them.
-EventType = Literal[
-    "sent",
-    "delivered",
-    "opened",
-    "clicked",
-    "replied",
-    "bounced",
-    "unsubscribed",
-    "spam_complaint",
-    "failed",
-    "profile_visited",
-    "connection_requested",
-    "connection_accepted",
-    "message_sent",
-    "voice_message_sent",
-]
-DeliveryStatus = Literal[
-    "processed", "duplicate", "unmatched", "ignored", "rejected", "pending", "failed"
-]
 
 
 class Problem(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):

@@ -1,1 +1,1 @@
-"""Database access: embedded server, migrations, pool and named queries."""
+"""Database access: embedded server, migrations, pool, and typed functions over named SQL."""

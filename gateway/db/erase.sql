@@ -27,7 +27,7 @@ ORDER BY i.name, e.id;
 -- case), after (received_at, id) > ($2, $3), at most $4: a keyset-paged
 -- sequential scan of webhook_deliveries, since no index covers the bodies. The
 -- bodies are compared in bytea's escape format (non-ASCII bytes as \ooo), and
--- so are the texts. Candidates only: gateway/erase.py checks each one exactly.
+-- so are the texts. Candidates only: gateway/ops/erase.py checks each one exactly.
 WITH needles AS (
     SELECT array_agg('%' || replace(replace(replace(
                encode(convert_to(t, 'UTF8'), 'escape'),
@@ -48,7 +48,7 @@ LIMIT $4;
 -- identifiers ($1: e-mail addresses and LinkedIn profile keys, lower case;
 -- Postmark keys hold the recipient, PhantomBuster keys the profile) or written
 -- from a delivery about them ($2).
--- Candidates: gateway/erase.py confirms a key names them (ana@ is not dana@).
+-- Candidates: gateway/ops/erase.py confirms a key names them (ana@ is not dana@).
 SELECT e.id, e.provider_event_id, e.delivery_id
 FROM campaign_events e
 WHERE e.enrollment_id IS NULL

@@ -10,10 +10,13 @@ missing.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import psycopg
 from yoyo import get_backend, read_migrations
+from yoyo.backends import DatabaseBackend
 
 FUNCTIONS = Path(__file__).with_name("functions.sql")
 
@@ -41,11 +44,20 @@ def apply_functions(database_url: str) -> None:
         conn.execute(FUNCTIONS.read_bytes())
 
 
+@contextmanager
+def migration_backend(database_url: str) -> Iterator[DatabaseBackend]:
+    """yoyo's backend on the database, its connection closed after the block (yoyo never does)."""
+    backend = get_backend(yoyo_url(database_url))
+    try:
+        yield backend
+    finally:
+        backend.connection.close()
+
+
 def apply_migrations(database_url: str) -> list[str]:
     """Apply every pending migration under yoyo's lock; safe to run twice or concurrently."""
-    backend = get_backend(yoyo_url(database_url))
     migrations = read_migrations(str(migrations_dir()))
-    with backend.lock():
+    with migration_backend(database_url) as backend, backend.lock():
         pending = backend.to_apply(migrations)
         apply_functions(database_url)
         if pending:
@@ -56,9 +68,8 @@ def apply_migrations(database_url: str) -> list[str]:
 
 def rollback_migrations(database_url: str) -> list[str]:
     """Roll back every applied migration (tests prove each rollback works)."""
-    backend = get_backend(yoyo_url(database_url))
     migrations = read_migrations(str(migrations_dir()))
-    with backend.lock():
+    with migration_backend(database_url) as backend, backend.lock():
         applied = backend.to_rollback(migrations)
         backend.rollback_migrations(applied)
     return [m.id for m in applied]

@@ -23,7 +23,15 @@ from gateway.settings import Settings
 
 log = structlog.get_logger(__name__)
 
-__all__ = ["Connection", "Pool", "connection", "create_pool", "transaction", "waiting"]
+__all__ = [
+    "Connection",
+    "Pool",
+    "connection",
+    "create_pool",
+    "open_pool",
+    "transaction",
+    "waiting",
+]
 
 UNAVAILABLE_ERRORS: tuple[type[BaseException], ...] = (
     OSError,
@@ -109,6 +117,19 @@ async def create_pool(settings: Settings, database_url: str) -> Pool:
     if pool is None:  # only when created without awaiting, which we never do
         raise RuntimeError("asyncpg returned no pool")
     return pool
+
+
+@asynccontextmanager
+async def open_pool(settings: Settings, database_url: str) -> AsyncIterator[Pool]:
+    """A pool for the length of a block (the app's lifespan, a command, a replay).
+
+    Closed however the block ends: running queries may finish, the rest are terminated.
+    """
+    pool = await create_pool(settings, database_url)
+    try:
+        yield pool
+    finally:
+        await close_pool(pool)
 
 
 @asynccontextmanager

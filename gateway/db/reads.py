@@ -7,15 +7,14 @@ the API's job (gateway/api).
 from __future__ import annotations
 
 from datetime import datetime
-from pathlib import Path
 from typing import NamedTuple
 from uuid import UUID
 
 from asyncpg import Connection, Record
 
-from gateway.db.queries import load_queries
+from gateway.db.sql import load_queries
 
-READS: dict[str, str] = load_queries(Path(__file__).with_name("reads.sql"))
+READS: dict[str, str] = load_queries("reads")
 
 
 class TimeRange(NamedTuple):

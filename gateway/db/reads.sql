@@ -1,5 +1,5 @@
--- Named SQL of the dashboards' read API (gateway/api), loaded with queries.sql
--- by gateway/db/queries.py. Optional filters are written `$n IS NULL OR …`
+-- Named SQL of the dashboards' read API (gateway/api), loaded by
+-- gateway/db/reads.py. Optional filters are written `$n IS NULL OR …`
 -- only where the table is small or an index already narrows the rows; the
 -- event list, which must stay fast over millions of rows, is composed from
 -- fixed fragments in gateway/db/reads.py so that each filter can use its index.

@@ -18,7 +18,6 @@ import asyncpg
 import pytest
 
 from gateway.cli import build_parser
-from gateway.db.migrate import apply_migrations
 from tests.conftest import fixture_body
 from tests.e2e.helpers import gateway_env, run_gateway
 
@@ -26,10 +25,8 @@ DOWN = "postgresql://someone:hunter2@127.0.0.1:9/nowhere"
 
 
 @pytest.fixture
-def migrated(create_database: Callable[[], str]) -> str:
-    url = create_database()
-    apply_migrations(url)
-    return url
+def migrated(create_migrated_database: Callable[[], str]) -> str:
+    return create_migrated_database()
 
 
 def _rows(url: str, query: str) -> list[asyncpg.Record]:

@@ -37,7 +37,8 @@ from playwright.async_api import (
 from gateway.app import create_app
 from gateway.db.pool import Pool
 from gateway.settings import Settings
-from tests.conftest import API_KEY, SECRETS, make_instance
+from tests.conftest import API_KEY, SECRET_SETTINGS, SECRETS
+from tests.database import make_instance
 from tests.e2e.helpers import free_port
 
 CHROMIUM = "/usr/bin/chromium"
@@ -53,9 +54,12 @@ CHROMIUM_ARGS = [
     "--disable-sync",
 ]
 
-pytestmark = pytest.mark.skipif(
-    shutil.which(CHROMIUM) is None, reason="needs Debian's chromium (.ci/run installs it)"
-)
+pytestmark = [
+    pytest.mark.slow,  # a browser
+    pytest.mark.skipif(
+        shutil.which(CHROMIUM) is None, reason="needs Debian's chromium (.ci/run installs it)"
+    ),
+]
 
 
 class LiveServer:
@@ -89,7 +93,7 @@ def live_settings(database_url: str, data_dir: Path, *, reads_open: bool = True)
     return Settings(
         database_url=database_url,
         data_dir=data_dir,
-        secrets=SECRETS,
+        **SECRET_SETTINGS,
         api_keys=(API_KEY,),
         api_reads_open=reads_open,
         log_format="json",

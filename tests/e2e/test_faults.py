@@ -102,10 +102,9 @@ async def assert_consistent(url: str, acked: dict[str, str], expected_ids: set[s
 
 
 def test_sigkill_mid_load_loses_and_doubles_nothing(
-    create_database: Callable[[], str], tmp_path: Path
+    create_migrated_database: Callable[[], str], tmp_path: Path
 ) -> None:
-    url = create_database()
-    apply_migrations(url)
+    url = create_migrated_database()
     asyncio.run(map_lemlist_campaign(url, CAMPAIGN))
     env = gateway_env(
         DATABASE_URL=url, GATEWAY_DATA_DIR=str(tmp_path), GATEWAY_SECRET_LEMLIST=SECRET

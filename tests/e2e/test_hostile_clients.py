@@ -21,7 +21,6 @@ import asyncpg
 import httpx
 import pytest
 
-from gateway.db.migrate import apply_migrations
 from tests.conftest import fixture_body
 from tests.e2e.helpers import gateway_env, serving
 
@@ -33,11 +32,10 @@ API_KEY = "hostile-api-key"
 
 @pytest.fixture(scope="module")
 def gateway(
-    create_database: Callable[[], str], tmp_path_factory: pytest.TempPathFactory
+    create_migrated_database: Callable[[], str], tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[tuple[str, int, str]]:
     """One `gateway serve` on a fresh database: (base URL, port, database URL)."""
-    url = create_database()
-    apply_migrations(url)
+    url = create_migrated_database()
     tmp_path = tmp_path_factory.mktemp("hostile")
     env = gateway_env(
         DATABASE_URL=url,
@@ -415,15 +413,14 @@ def test_announced_sizes_past_the_limit_are_answered_before_the_body(
 
 
 def test_slow_silent_idle_and_excess_connections(
-    create_database: Callable[[], str], tmp_path: Path
+    create_migrated_database: Callable[[], str], tmp_path: Path
 ) -> None:
     """Issue 13: 100 dribbling and 100 silent connections were all open after 80 s.
 
     Contract: a request head within 10 s, idle keep-alive closed after 5 s, and
     past GATEWAY_MAX_CONNECTIONS new requests get 503.
     """
-    url = create_database()
-    apply_migrations(url)
+    url = create_migrated_database()
     env = gateway_env(
         DATABASE_URL=url,
         GATEWAY_DATA_DIR=str(tmp_path / "data"),

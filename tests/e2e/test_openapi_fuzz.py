@@ -11,7 +11,6 @@ from pathlib import Path
 
 import pytest
 
-from gateway.db.migrate import apply_migrations
 from tests.e2e.helpers import gateway_env, run_gateway, serving
 
 pytestmark = pytest.mark.slow
@@ -20,10 +19,9 @@ API_KEY = "fuzz-api-key"
 
 
 def test_no_server_error_anywhere_in_the_schema(
-    create_database: Callable[[], str], tmp_path: Path
+    create_migrated_database: Callable[[], str], tmp_path: Path
 ) -> None:
-    url = create_database()
-    apply_migrations(url)
+    url = create_migrated_database()
     env = gateway_env(
         DATABASE_URL=url,
         GATEWAY_DATA_DIR=str(tmp_path),

@@ -12,7 +12,6 @@ import asyncpg
 import httpx
 import pytest
 
-from gateway.db.migrate import apply_migrations
 from tests.conftest import fixture_body
 from tests.e2e.helpers import gateway_env, map_lemlist_campaign, serving
 
@@ -39,10 +38,9 @@ async def _count(url: str, sql: str) -> int:
 
 
 def test_two_processes_concurrent_redeliveries(
-    create_database: Callable[[], str], tmp_path: Path
+    create_migrated_database: Callable[[], str], tmp_path: Path
 ) -> None:
-    url = create_database()
-    apply_migrations(url)
+    url = create_migrated_database()
     env = gateway_env(
         DATABASE_URL=url, GATEWAY_DATA_DIR=str(tmp_path), GATEWAY_SECRET_LEMLIST="s3cret"
     )

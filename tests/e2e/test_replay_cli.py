@@ -14,7 +14,6 @@ from typing import Any
 
 import pytest
 
-from gateway.db.migrate import apply_migrations
 from tests.conftest import SECRETS
 from tests.e2e.helpers import gateway_env, run_gateway, serving
 from tests.replaying import CAPTURE_FILES, MAPPINGS, add_instance, connect, snapshot
@@ -24,12 +23,11 @@ SECRET_ENV = {f"GATEWAY_SECRET_{p.upper()}": ",".join(s) for p, s in SECRETS.ite
 
 
 @pytest.fixture
-def fresh(create_database: Callable[[], str]) -> Callable[..., str]:
+def fresh(create_migrated_database: Callable[[], str]) -> Callable[..., str]:
     """A migrated database with these instances (default: every capture mapping)."""
 
     def make(mappings: dict[str, dict[str, object]] = MAPPINGS) -> str:
-        url = create_database()
-        apply_migrations(url)
+        url = create_migrated_database()
         asyncio.run(_add(url, mappings))
         return url
 
@@ -68,6 +66,7 @@ def test_new_commands_name_their_environment_variables() -> None:
     assert "GATEWAY_SECRET_" in run_gateway("replay", "--help", env=gateway_env()).stdout
 
 
+@pytest.mark.slow
 def test_replay_over_http_and_direct_leave_the_same_state(
     fresh: Callable[..., str], tmp_path: Path
 ) -> None:
@@ -116,6 +115,7 @@ def test_replay_over_http_with_a_wrong_secret_fails(
     assert "error: secret refused" in result.stderr
 
 
+@pytest.mark.slow
 def test_export_replay_and_reprocess(fresh: Callable[..., str], tmp_path: Path) -> None:
     lemlist_only = {"lemlist Q1": MAPPINGS["lemlist Q1"]}
     source, target = fresh(lemlist_only), fresh(lemlist_only)

@@ -19,7 +19,8 @@ import psycopg
 from litestar.testing import TestClient
 
 from gateway.db.pool import Pool
-from tests.conftest import fixture_body, make_instance, post_webhook
+from tests.conftest import fixture_body
+from tests.database import make_instance, post_webhook
 
 BENCH = Path(__file__).resolve().parents[2] / "bench"
 

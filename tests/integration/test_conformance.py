@@ -22,8 +22,9 @@ from litestar import Litestar
 from litestar.testing import AsyncTestClient
 
 from gateway.db.pool import Pool
-from tests.bodies import FOREIGN, PROVIDERS, ForeignBody, encode, foreign_bodies
-from tests.conftest import make_instance, post_webhook
+from providers.vocabulary import PROVIDERS
+from tests.bodies import FOREIGN, ForeignBody, encode, foreign_bodies
+from tests.database import make_instance, post_webhook
 
 Client = AsyncTestClient[Litestar]
 

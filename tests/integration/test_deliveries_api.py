@@ -17,7 +17,8 @@ from litestar.testing import AsyncTestClient
 
 from gateway.db import reads
 from gateway.db.pool import Pool
-from tests.conftest import AUTH, SECRETS, fixture_body, make_instance, post_webhook
+from tests.conftest import AUTH, SECRETS, fixture_body
+from tests.database import make_instance, post_webhook
 
 Client = AsyncTestClient[Litestar]
 

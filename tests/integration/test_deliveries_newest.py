@@ -14,7 +14,7 @@ from litestar import Litestar
 from litestar.testing import AsyncTestClient
 
 from gateway.db.pool import Pool
-from tests.conftest import make_instance, post_webhook
+from tests.database import make_instance, post_webhook
 
 Client = AsyncTestClient[Litestar]
 

@@ -10,7 +10,7 @@ import respx
 
 from gateway.cli import main
 from gateway.engagement import load_static_rules
-from gateway.engagement_refresh import PRIVATE_RELAY_URL
+from gateway.ops.engagement_refresh import PRIVATE_RELAY_URL
 
 CSV = (
     "172.224.226.0/27,GB,GB-EN,London,\n"

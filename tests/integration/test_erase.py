@@ -11,7 +11,8 @@ from litestar import Litestar
 from litestar.testing import AsyncTestClient
 
 from gateway.db.pool import Pool
-from tests.conftest import fixture_body, make_instance, post_webhook
+from tests.conftest import fixture_body
+from tests.database import make_instance, post_webhook
 from tests.e2e.helpers import gateway_env, run_gateway
 
 Client = AsyncTestClient[Litestar]

@@ -13,12 +13,14 @@ import pytest
 
 import gateway.ingest
 from gateway.db.pool import Pool, connection, create_pool
+from gateway.delivery import Delivery
 from gateway.errors import Unavailable
 from gateway.fetch import ResultFetcher
-from gateway.ingest import Delivery, Ingestor, Outcome
+from gateway.ingest import Ingestor, Outcome
 from gateway.settings import Settings
 from providers.base import NormalizedEvent, Parsed
-from tests.conftest import fixture_body, make_instance
+from tests.conftest import fixture_body
+from tests.database import make_instance
 
 CAMPAIGN = "cam_R7vK2mXq9PdL4sWtA"
 

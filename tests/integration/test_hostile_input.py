@@ -21,7 +21,8 @@ from gateway.app import create_app
 from gateway.db.pool import Pool
 from gateway.logs import configure_logging
 from gateway.settings import Settings
-from tests.conftest import PB_API, SECRETS, fixture_body, post_webhook
+from tests.conftest import PB_API, SECRET_SETTINGS, SECRETS, fixture_body
+from tests.database import post_webhook
 
 Client = AsyncTestClient[Litestar]
 PROVIDERS = sorted(SECRETS)
@@ -183,7 +184,7 @@ async def shared_client(
     app_settings = Settings(
         database_url=database_url,
         data_dir=tmp_path_factory.mktemp("data"),
-        secrets=SECRETS,
+        **SECRET_SETTINGS,
         api_keys=("test-api-key",),
         log_format="json",
     )

@@ -23,14 +23,16 @@ from hypothesis import strategies as st
 from litestar import Litestar
 from litestar.testing import AsyncTestClient
 
-from gateway.db.pool import Pool, create_pool
-from gateway.db.queries import DeliveryFilter
+from gateway.db.deliveries import DeliveryFilter
+from gateway.db.pool import Pool
+from gateway.delivery import Delivery
 from gateway.fetch import ResultFetcher
-from gateway.ingest import Delivery, Ingestor
-from gateway.progress import Progress
-from gateway.reprocess import Reprocessor
+from gateway.ingest import Ingestor
+from gateway.ops.progress import Progress
+from gateway.ops.reprocess import Reprocessor
 from gateway.settings import Settings
-from tests.conftest import AUTH, make_instance, post_webhook
+from tests.conftest import AUTH
+from tests.database import make_instance, post_webhook, running_ingestors
 from tests.replaying import everything, recounted, stored_counters
 
 Client = AsyncTestClient[Litestar]
@@ -375,17 +377,8 @@ async def test_reprocess_afterwards_changes_nothing(
 
 @pytest.fixture
 async def two_ingestors(settings: Settings, clean_db: Pool) -> AsyncIterator[list[Ingestor]]:
-    pools = [await create_pool(settings, settings.database_url or "") for _ in range(2)]
-    fetcher = ResultFetcher(settings)
-    ingestors = [Ingestor(pool, settings, fetcher, writers=2, batch_max=16) for pool in pools]
-    for ingestor in ingestors:
-        await ingestor.start()
-    yield ingestors
-    for ingestor in ingestors:
-        await ingestor.stop()
-    await fetcher.aclose()
-    for pool in pools:
-        await pool.close()
+    async with running_ingestors(settings, batch_max=16) as ingestors:
+        yield ingestors
 
 
 def lemlist_delivery(

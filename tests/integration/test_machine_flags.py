@@ -26,18 +26,20 @@ from litestar import Litestar
 from litestar.testing import AsyncTestClient
 
 from gateway import engagement
+from gateway.db.deliveries import DeliveryFilter
 from gateway.db.migrate import FUNCTIONS, apply_functions
-from gateway.db.pool import Pool, create_pool
-from gateway.db.queries import DeliveryFilter
+from gateway.db.pool import Pool
+from gateway.delivery import Delivery
 from gateway.engagement import RULES, EmailEvent, Rule, classify, human
 from gateway.fetch import ResultFetcher
 from gateway.ids import uuid7
-from gateway.ingest import Delivery, Ingestor, write_events
-from gateway.progress import Progress
-from gateway.reprocess import Report, Reprocessor
+from gateway.ingest import Ingestor, write_events
+from gateway.ops.progress import Progress
+from gateway.ops.reprocess import Report, Reprocessor
 from gateway.settings import Settings
 from providers import lemlist
-from tests.conftest import fixture_body, make_instance, post_webhook
+from tests.conftest import fixture_body
+from tests.database import make_instance, post_webhook, running_ingestors
 
 Client = AsyncTestClient[Litestar]
 T0 = datetime(2025, 3, 10, 9, 0, tzinfo=UTC)
@@ -168,17 +170,8 @@ async def instance(clean_db: Pool) -> Any:
 @pytest.fixture
 async def ingestors(settings: Settings, clean_db: Pool) -> AsyncIterator[list[Ingestor]]:
     """Two ingestors on two pools, two writers each: batches that really run at once."""
-    pools = [await create_pool(settings, settings.database_url or "") for _ in range(2)]
-    fetcher = ResultFetcher(settings)
-    made = [Ingestor(pool, settings, fetcher, writers=2, batch_max=8) for pool in pools]
-    for ingestor in made:
-        await ingestor.start()
-    yield made
-    for ingestor in made:
-        await ingestor.stop()
-    await fetcher.aclose()
-    for pool in pools:
-        await pool.close()
+    async with running_ingestors(settings, batch_max=8) as made:
+        yield made
 
 
 async def ingest_all(ingestors: list[Ingestor], deliveries: list[Delivery], chunk: int) -> None:
@@ -258,6 +251,7 @@ def body_of(row: tuple[Any, ...], contact: str) -> Delivery:
     )
 
 
+@pytest.mark.slow
 @settings(
     max_examples=80, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )

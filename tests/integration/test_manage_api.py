@@ -25,10 +25,11 @@ from litestar.testing import AsyncTestClient
 
 from gateway.api import deps
 from gateway.app import create_app
-from gateway.db.manage import MANAGE
+from gateway.db.campaigns import CAMPAIGNS
 from gateway.db.pool import Pool
 from gateway.settings import Settings
-from tests.conftest import AUTH, fixture_body, make_instance, post_webhook
+from tests.conftest import AUTH, fixture_body
+from tests.database import make_instance, post_webhook
 
 Client = AsyncTestClient[Litestar]
 
@@ -866,7 +867,7 @@ async def test_a_key_is_checked_under_the_mapping_lock(
     second = await create_instance(client, template_id, name="second", provider_config=config)
     with concurrent_transaction(
         database_url,
-        MANAGE["lock_mappings"],  # as a concurrent request holds it
+        CAMPAIGNS["lock_mappings"],  # as a concurrent request holds it
         "UPDATE campaign_instances SET status = 'active' WHERE id = %s",
         uuid.UUID(first["id"]),
     ) as thread:

@@ -11,10 +11,18 @@ from litestar import Litestar
 from litestar.testing import AsyncTestClient
 from prometheus_client.parser import text_string_to_metric_families
 
-from gateway.db.pool import Pool, connection, init_connection, waiting
+from gateway.db.pool import (
+    Pool,
+    close_pool,
+    connection,
+    create_pool,
+    init_connection,
+    waiting,
+)
 from gateway.metrics import Metrics, is_embedded
 from gateway.settings import Settings
-from tests.conftest import fixture_body, make_instance, post_webhook
+from tests.conftest import fixture_body
+from tests.database import make_instance, post_webhook
 
 Client = AsyncTestClient[Litestar]
 
@@ -72,7 +80,11 @@ async def test_each_app_has_its_own_registry(settings: Settings) -> None:
     first, second = Metrics(settings), Metrics(settings)
     first.observe_delivery("postmark", "processed", 2, 0)
     assert second.deliveries.labels("postmark", "processed")._value.get() == 0
-    await first.check_database(settings)  # no pool yet: the database counts as down
+    unreachable = await create_pool(settings, "postgresql://nobody@127.0.0.1:9/none")
+    try:
+        await first.check_database(unreachable, settings)  # the database counts as down
+    finally:
+        await close_pool(unreachable)
     assert first.database_up.labels("false")._value.get() == 0
 
 

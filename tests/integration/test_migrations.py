@@ -9,14 +9,16 @@ import msgspec
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from yoyo import get_backend, read_migrations
+from yoyo import read_migrations
 
-from gateway.db.manage import MANAGE
-from gateway.db.migrate import apply_migrations, migrations_dir, rollback_migrations, yoyo_url
+from gateway.db.migrate import (
+    apply_migrations,
+    migration_backend,
+    migrations_dir,
+    rollback_migrations,
+)
 from gateway.db.pool import Pool
-from gateway.db.queries import QUERIES
-from gateway.db.reads import READS
-from gateway.erase import ERASE
+from gateway.db.sql import FILES, load_queries
 from providers.base import normalize_linkedin_url
 from tests.schema import INDEXES, INDEXES_QUERY, MIGRATIONS, by_table
 
@@ -74,11 +76,12 @@ async def test_exactly_the_named_indexes(pool: Pool) -> None:
     assert sum(len(INDEXES[table]) for table in CAMPAIGN_TABLES) >= 19
 
 
-NAMED = QUERIES | READS | MANAGE | ERASE
+BY_FILE = {stem: load_queries(stem) for stem in FILES}
+NAMED = {name: sql for queries in BY_FILE.values() for name, sql in queries.items()}
 
 
 def test_query_names_are_unique_across_files() -> None:
-    assert len(NAMED) == len(QUERIES) + len(READS) + len(MANAGE) + len(ERASE)
+    assert len(NAMED) == sum(len(queries) for queries in BY_FILE.values())
 
 
 @pytest.mark.parametrize("name", sorted(NAMED))
@@ -124,11 +127,10 @@ async def test_people_split_by_earlier_versions_are_merged_on_upgrade(
     a second enrollment. Upgrading merges them, with their events and counters.
     """
     url = create_database()
-    backend = get_backend(yoyo_url(url))
     before = read_migrations(str(migrations_dir())).filter(
         lambda m: m.id <= "0006_event_campaign_key"
     )
-    with backend.lock():
+    with migration_backend(url) as backend, backend.lock():
         backend.apply_migrations(backend.to_apply(before))
     conn = await asyncpg.connect(url)
     try:

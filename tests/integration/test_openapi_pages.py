@@ -10,8 +10,8 @@ import pytest
 from litestar import Litestar
 from litestar.testing import AsyncTestClient
 
-from gateway.db.queries import DELIVERY_STATUSES
-from providers.base import EVENT_TYPES
+from gateway.delivery import DELIVERY_STATUSES
+from providers.vocabulary import EVENT_TYPES
 
 Client = AsyncTestClient[Litestar]
 

@@ -24,7 +24,8 @@ from gateway.app import create_app
 from gateway.db.pool import Pool
 from gateway.fetch import ResultFetcher
 from gateway.settings import Settings, SettingsError
-from tests.conftest import PB_API, fixture_body, make_enrollment, make_instance, post_webhook
+from tests.conftest import PB_API, fixture_body
+from tests.database import make_enrollment, make_instance, post_webhook
 
 Client = AsyncTestClient[Litestar]
 AGENT = "7318204659127734"

@@ -14,8 +14,9 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 
 import asyncpg
+import pytest
 
-from gateway.db import queries
+from gateway.db import ingest
 from gateway.db.migrate import apply_migrations
 from gateway.db.pool import init_connection
 
@@ -30,14 +31,14 @@ WRITE_PATH = (
 )
 
 
-def batch(run: str, people: range) -> tuple[list[queries.EventArgs], list[queries.DeliveryArgs]]:
+def batch(run: str, people: range) -> tuple[list[ingest.EventArgs], list[ingest.DeliveryArgs]]:
     """One lemlist event per person (e-mail and LinkedIn profile), each its own delivery."""
     at = datetime.now(UTC)
     events, deliveries = [], []
     for person in people:
         delivery_id = uuid.uuid4()
         events.append(
-            queries.EventArgs(
+            ingest.EventArgs(
                 id=uuid.uuid4(),
                 provider="lemlist",
                 provider_event_id=f"act_{run}_{person}",
@@ -55,7 +56,7 @@ def batch(run: str, people: range) -> tuple[list[queries.EventArgs], list[querie
             )
         )
         deliveries.append(
-            queries.DeliveryArgs(
+            ingest.DeliveryArgs(
                 delivery_id, "lemlist", at, b"{}", 2, {}, {}, None, None, 1, None, None
             )
         )
@@ -82,6 +83,7 @@ async def flushed(writer: asyncpg.Connection) -> None:
     await asyncio.sleep(0.5)
 
 
+@pytest.mark.slow
 async def test_write_path_never_scans_a_growing_table(
     create_database: Callable[[], str],
 ) -> None:
@@ -103,7 +105,7 @@ async def test_write_path_never_scans_a_growing_table(
         await admin.execute("ANALYZE")
         # Plans cached on nearly empty tables: custom plans first, then generic ones.
         for n in range(8):
-            await queries.write_batch(writer, *batch(f"a{n}", range(n * 5, n * 5 + 5)), store=True)
+            await ingest.write_batch(writer, *batch(f"a{n}", range(n * 5, n * 5 + 5)), store=True)
 
         # A hundredfold growth behind the planner's back: no ANALYZE follows.
         await admin.execute(
@@ -127,14 +129,14 @@ async def test_write_path_never_scans_a_growing_table(
 
         # New people, people of the grown tables, and redeliveries, on the same connection.
         for n in range(6):
-            await queries.write_batch(
+            await ingest.write_batch(
                 writer, *batch(f"b{n}", range(1000 + n * 10, 1010 + n * 10)), store=True
             )
         old = [f"old{g}@example.com" for g in range(1, 31)]
         events, deliveries = batch("c", range(30))
         events = [e._replace(email=email, urls=None) for e, email in zip(events, old, strict=True)]
-        await queries.write_batch(writer, events, deliveries, store=True)
-        await queries.write_batch(writer, *batch("b0", range(1000, 1010)), store=True)
+        await ingest.write_batch(writer, events, deliveries, store=True)
+        await ingest.write_batch(writer, *batch("b0", range(1000, 1010)), store=True)
         await flushed(writer)
         after = await seq_scans(admin)
 

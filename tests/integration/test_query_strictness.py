@@ -18,7 +18,8 @@ from litestar import Litestar
 from litestar.testing import AsyncTestClient
 
 from gateway.db.pool import Pool
-from tests.conftest import AUTH, fixture_body, make_instance, post_webhook
+from tests.conftest import AUTH, fixture_body
+from tests.database import make_instance, post_webhook
 
 Client = AsyncTestClient[Litestar]
 

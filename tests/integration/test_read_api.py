@@ -25,8 +25,9 @@ from litestar.testing import AsyncTestClient
 
 from gateway.db.pool import Pool
 from gateway.db.reads import EventFilter, Key, TimeRange, events_query
-from providers.base import EVENT_TYPES
-from tests.conftest import fixture_body, make_enrollment, make_instance, post_webhook
+from providers.vocabulary import EVENT_TYPES, PROVIDERS
+from tests.conftest import fixture_body
+from tests.database import make_enrollment, make_instance, post_webhook
 
 Client = AsyncTestClient[Litestar]
 
@@ -34,7 +35,6 @@ EMAIL_TYPES = sorted(EVENT_TYPES["email"])
 LINKEDIN_TYPES = sorted(EVENT_TYPES["linkedin"])
 ALL_TYPES = sorted(EVENT_TYPES["email"] | EVENT_TYPES["linkedin"])
 CHANNEL_TYPES = {"email": EMAIL_TYPES, "linkedin": LINKEDIN_TYPES}
-PROVIDERS = ("lemlist", "postmark", "phantombuster")
 
 LEMLIST_TYPES = {
     "emailsSent": ("email", "sent"),

@@ -12,7 +12,8 @@ from gateway.app import create_app
 from gateway.db.migrate import apply_migrations
 from gateway.readiness import WriteHealth
 from gateway.settings import Settings
-from tests.conftest import fixture_body, post_webhook
+from tests.conftest import fixture_body
+from tests.database import post_webhook
 
 #: What a full disk does to an INSERT: SQLSTATE 53100, raised by a real trigger.
 DISK_FULL = """

@@ -21,7 +21,8 @@ from litestar.testing import AsyncTestClient
 
 from gateway.db.pool import Pool
 from gateway.db.seed import load_seed
-from tests.conftest import fixture_body, post_webhook
+from tests.conftest import fixture_body
+from tests.database import post_webhook
 
 API_DOC = Path(__file__).resolve().parents[2] / "docs" / "api.md"
 TEMPLATE = "5eed0001-0000-4000-8000-000000000002"

@@ -9,28 +9,28 @@ from __future__ import annotations
 
 import io
 import json
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
-import pytest
 import respx
 from litestar import Litestar
 from litestar.testing import AsyncTestClient
 
-from gateway import capture
 from gateway.app import create_app
-from gateway.capture import BadLine, Captured
-from gateway.db.migrate import apply_migrations
+from gateway.db.deliveries import DeliveryFilter
 from gateway.db.pool import Pool
-from gateway.db.queries import DeliveryFilter
-from gateway.export import export_deliveries
-from gateway.progress import Progress
-from gateway.replay import Tally, replay_direct, replay_http
+from gateway.ops import capture
+from gateway.ops.capture import BadLine, Captured
+from gateway.ops.export import export_deliveries
+from gateway.ops.progress import Progress
+from gateway.ops.replay import Tally, replay_direct, replay_http
 from gateway.secrets import Redactor, WebhookSecrets
-from gateway.settings import PROVIDERS, Settings
-from tests.conftest import FIXTURES, PB_API, SECRETS, fixture_body, post_webhook
+from gateway.settings import Settings
+from providers.vocabulary import PROVIDERS
+from tests.conftest import FIXTURES, PB_API, SECRETS, fixture_body
+from tests.database import app_settings, post_webhook
 from tests.replaying import (
     CAPTURE_FILES,
     add_mappings,
@@ -56,36 +56,11 @@ EXPECTED_COUNTS = {
 }
 
 
-def settings_for(url: str, tmp_path: Path) -> Settings:
-    return Settings(
-        database_url=url,
-        data_dir=tmp_path / "data",
-        secrets=SECRETS,
-        phantombuster_api_key="pb-api-key",
-        phantombuster_api_base=PB_API,
-        phantombuster_result_hosts=("phantombuster.s3.amazonaws.com",),
-        phantombuster_fetch_deadline_s=3.0,
-        log_format="json",
-    )
-
-
-@pytest.fixture
-async def fresh(create_database: Callable[[], str]) -> AsyncIterator[Callable[[], str]]:
-    """A factory of migrated, empty databases."""
-
-    def make() -> str:
-        url = create_database()
-        apply_migrations(url)
-        return url
-
-    return make
-
-
 async def direct(url: str, tmp_path: Path, items: object, *, concurrency: int = 8) -> Tally:
     progress, tally, _ = quiet()
     return await replay_direct(
         items,  # type: ignore[arg-type]
-        settings_for(url, tmp_path),
+        app_settings(url, tmp_path / "data"),
         url,
         SECRET_STORE,
         concurrency=concurrency,
@@ -96,7 +71,7 @@ async def direct(url: str, tmp_path: Path, items: object, *, concurrency: int = 
 
 async def over_http(url: str, tmp_path: Path, items: object) -> Tally:
     progress, tally, _ = quiet()
-    app = create_app(settings_for(url, tmp_path), configure_logs=False)
+    app = create_app(app_settings(url, tmp_path / "data"), configure_logs=False)
     async with AsyncTestClient(app=app) as client:
         return await replay_http(
             items,  # type: ignore[arg-type]
@@ -115,9 +90,9 @@ def by_time(lines: bytes) -> list[dict[str, object]]:
 
 
 async def test_captures_replay_identically_over_http_and_direct(
-    fresh: Callable[[], str], tmp_path: Path
+    create_migrated_database: Callable[[], str], tmp_path: Path
 ) -> None:
-    via_http, via_direct = fresh(), fresh()
+    via_http, via_direct = create_migrated_database(), create_migrated_database()
     states = []
     for url in (via_http, via_direct):
         conn = await connect(url)
@@ -144,8 +119,10 @@ async def test_captures_replay_identically_over_http_and_direct(
     ]
 
 
-async def test_replaying_twice_adds_nothing(fresh: Callable[[], str], tmp_path: Path) -> None:
-    url = fresh()
+async def test_replaying_twice_adds_nothing(
+    create_migrated_database: Callable[[], str], tmp_path: Path
+) -> None:
+    url = create_migrated_database()
     conn = await connect(url)
     await add_mappings(conn)
     first = await direct(url, tmp_path, capture.read(CAPTURE_FILES))
@@ -171,9 +148,9 @@ async def test_replaying_twice_adds_nothing(fresh: Callable[[], str], tmp_path: 
 
 
 async def test_export_then_replay_into_a_fresh_database_gives_the_same_state(
-    fresh: Callable[[], str], tmp_path: Path
+    create_migrated_database: Callable[[], str], tmp_path: Path
 ) -> None:
-    source, target = fresh(), fresh()
+    source, target = create_migrated_database(), create_migrated_database()
     conns = [await connect(source), await connect(target)]
     for conn in conns:
         await add_mappings(conn)
@@ -197,9 +174,9 @@ async def test_export_then_replay_into_a_fresh_database_gives_the_same_state(
 
 
 async def test_export_filters_by_provider_status_and_time(
-    fresh: Callable[[], str], tmp_path: Path
+    create_migrated_database: Callable[[], str], tmp_path: Path
 ) -> None:
-    url = fresh()
+    url = create_migrated_database()
     conn = await connect(url)
     await direct(url, tmp_path, capture.read(CAPTURE_FILES))
 
@@ -227,9 +204,9 @@ async def test_export_filters_by_provider_status_and_time(
 
 
 async def test_a_fetched_phantombuster_result_travels_with_the_export(
-    fresh: Callable[[], str], tmp_path: Path
+    create_migrated_database: Callable[[], str], tmp_path: Path
 ) -> None:
-    source, target = fresh(), fresh()
+    source, target = create_migrated_database(), create_migrated_database()
     body = fixture_body("phantombuster", "result_missing.json")
     api_answer = (FIXTURES / "phantombuster-api" / "fetch_result_object_response.json").read_bytes()
     line = capture.encode_line(
@@ -265,9 +242,9 @@ async def test_a_fetched_phantombuster_result_travels_with_the_export(
 
 
 async def test_a_secret_in_a_capture_is_never_stored(
-    fresh: Callable[[], str], tmp_path: Path
+    create_migrated_database: Callable[[], str], tmp_path: Path
 ) -> None:
-    url = fresh()
+    url = create_migrated_database()
     line = json.dumps(
         {
             "provider": "postmark",
@@ -291,9 +268,9 @@ async def test_a_secret_in_a_capture_is_never_stored(
 
 
 async def test_body_directories_take_the_provider_from_their_name(
-    fresh: Callable[[], str], tmp_path: Path
+    create_migrated_database: Callable[[], str], tmp_path: Path
 ) -> None:
-    url = fresh()
+    url = create_migrated_database()
     tally = await direct(url, tmp_path, capture.read([FIXTURES / "lemlist"]))
     assert tally.errors == tally.invalid == 0
     assert tally.total == len(list((FIXTURES / "lemlist").glob("*.json")))
@@ -305,9 +282,9 @@ async def test_body_directories_take_the_provider_from_their_name(
 
 
 async def test_an_oversized_body_is_rejected_as_the_edge_would(
-    fresh: Callable[[], str], tmp_path: Path
+    create_migrated_database: Callable[[], str], tmp_path: Path
 ) -> None:
-    url = fresh()
+    url = create_migrated_database()
     huge = json.dumps({"type": "emailsSent", "padding": "x" * 2_000_000}).encode()
     item = Captured(
         source="t:1", provider="lemlist", received_at=None, headers={}, query={}, body=huge

@@ -16,16 +16,18 @@ import httpx
 import pytest
 import respx
 
-from gateway import capture
+from gateway.db.deliveries import DeliveryFilter
 from gateway.db.pool import Pool
-from gateway.db.queries import DeliveryFilter
 from gateway.fetch import ResultFetcher
-from gateway.progress import Progress
-from gateway.replay import replay_direct
-from gateway.reprocess import Report, Reprocessor
+from gateway.ops import capture
+from gateway.ops.progress import Progress
+from gateway.ops.replay import replay_direct
+from gateway.ops.reprocess import Report, Reprocessor
 from gateway.secrets import WebhookSecrets
-from gateway.settings import PROVIDERS, Settings
-from tests.conftest import FIXTURES, PB_API, SECRETS, fixture_body, make_instance
+from gateway.settings import Settings
+from providers.vocabulary import PROVIDERS
+from tests.conftest import FIXTURES, PB_API, SECRETS, fixture_body
+from tests.database import make_instance
 from tests.replaying import (
     CAPTURE_FILES,
     MAPPINGS,

@@ -12,12 +12,13 @@ from pathlib import Path
 
 import pytest
 
-from gateway.capture import parse_line
 from gateway.db.pool import Pool
+from gateway.delivery import Delivery
 from gateway.fetch import ResultFetcher
-from gateway.ingest import Delivery, Ingestor
-from gateway.progress import Progress
-from gateway.retention import count_purgeable, parse_age, purge_deliveries
+from gateway.ingest import Ingestor
+from gateway.ops.capture import parse_line
+from gateway.ops.progress import Progress
+from gateway.ops.retention import count_purgeable, parse_age, purge_deliveries
 from gateway.settings import Settings
 from tests.conftest import fixture_body
 from tests.e2e.helpers import gateway_env, run_gateway

@@ -17,10 +17,11 @@ from litestar import Litestar
 from litestar.testing import AsyncTestClient
 
 from gateway.app import create_app
+from gateway.db.deliveries import DeliveryFilter
 from gateway.db.pool import Pool
-from gateway.db.queries import DeliveryFilter
-from gateway.export import export_deliveries
+from gateway.delivery import redact_headers
 from gateway.logs import configure_logging
+from gateway.ops.export import export_deliveries
 from gateway.secrets import (
     API_KEY_FILE,
     ApiKeys,
@@ -33,7 +34,6 @@ from gateway.secrets import (
     load_secrets,
 )
 from gateway.settings import Settings, SettingsError
-from gateway.webhooks import redact_headers
 from tests.conftest import API_KEY, AUTH, SECRETS, fixture_body
 
 WRITE_METHODS = {"POST", "PUT", "PATCH", "DELETE"}

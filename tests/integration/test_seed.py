@@ -11,7 +11,7 @@ import uuid
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
-from gateway.db import queries
+from gateway.db import ingest
 from gateway.db.seed import SEED_COUNTS, load_seed
 from tests.schema import INDEXES, INDEXES_QUERY, by_table
 
@@ -65,7 +65,7 @@ async def add_event(
     """One more lemlist email event for the enrollment, written as ingestion writes it."""
     delivery_id = uuid.uuid4()
     at = datetime(2025, 1, 12, 9, 30, tzinfo=UTC)
-    event = queries.EventArgs(
+    event = ingest.EventArgs(
         id=uuid.uuid4(),
         provider="lemlist",
         provider_event_id=f"act_test_{uuid.uuid4().hex}",
@@ -81,11 +81,11 @@ async def add_event(
         timestamp=at,
         metadata={},
     )
-    delivery = queries.DeliveryArgs(
+    delivery = ingest.DeliveryArgs(
         delivery_id, "lemlist", at, b"{}", 2, {}, {}, None, None, 1, None, None
     )
     async with pool.acquire() as conn:
-        [outcome] = await queries.write_batch(conn, [event], [delivery], store=True)
+        [outcome] = await ingest.write_batch(conn, [event], [delivery], store=True)
     assert (outcome.status, outcome.written) == ("processed", 1)
 
 

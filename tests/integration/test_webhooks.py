@@ -18,7 +18,8 @@ from litestar.testing import AsyncTestClient
 from gateway.app import create_app
 from gateway.db.pool import Pool
 from gateway.settings import Settings
-from tests.conftest import FIXTURES, PB_API, SECRETS, fixture_body, make_instance, post_webhook
+from tests.conftest import FIXTURES, PB_API, SECRETS, fixture_body
+from tests.database import make_instance, post_webhook
 
 Client = AsyncTestClient[Litestar]
 

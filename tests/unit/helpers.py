@@ -7,7 +7,8 @@ from typing import Any
 
 import msgspec
 
-from providers.base import EVENT_TYPES, MAX_KEY_BYTES, Parsed
+from providers.base import MAX_KEY_BYTES, Parsed
+from providers.vocabulary import EVENT_TYPES
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
 

@@ -1,5 +1,5 @@
 -- Named SQL of the management API (gateway/api/manage.py, enrollments.py),
--- loaded by gateway/db/manage.py. Each write runs inside one transaction of
+-- loaded by gateway/db/campaigns.py. Each write runs inside one transaction of
 -- its handler. Counters are never written here: the schema's triggers
 -- (migration 0003) move them when enrollments and events change.
 

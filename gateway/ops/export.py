@@ -13,10 +13,10 @@ from typing import BinaryIO
 
 from asyncpg import Record
 
-from gateway.capture import encode_line
-from gateway.db import queries
+from gateway.db import deliveries
 from gateway.db.pool import Connection
-from gateway.fetch import Fetched
+from gateway.delivery import Fetched
+from gateway.ops.capture import encode_line
 from gateway.secrets import Redactor
 
 
@@ -42,7 +42,7 @@ def stored_line(row: Record, redactor: Redactor) -> bytes:
 
 async def export_deliveries(
     conn: Connection,
-    where: queries.DeliveryFilter,
+    where: deliveries.DeliveryFilter,
     out: BinaryIO,
     *,
     redactor: Redactor,
@@ -52,7 +52,7 @@ async def export_deliveries(
     written = 0
     after = None
     while True:
-        rows = await queries.page_deliveries(conn, where, after, page_size)
+        rows = await deliveries.page_deliveries(conn, where, after, page_size)
         for row in rows:
             out.write(stored_line(row, redactor))
         written += len(rows)

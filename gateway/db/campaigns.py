@@ -1,4 +1,4 @@
-"""Typed writes of the management API: named SQL from manage.sql, connection first.
+"""Typed writes of the campaign tables for the management API: named SQL from campaigns.sql.
 
 Each function is one statement; the handlers (gateway/api/manage.py,
 enrollments.py) compose them inside one transaction.
@@ -8,15 +8,14 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
-from pathlib import Path
 from typing import Any, NamedTuple
 from uuid import UUID
 
 from asyncpg import Connection, Record
 
-from gateway.db.queries import load_queries
+from gateway.db.sql import load_queries
 
-MANAGE: dict[str, str] = load_queries(Path(__file__).with_name("manage.sql"))
+CAMPAIGNS: dict[str, str] = load_queries("campaigns")
 
 
 class TemplateRow(NamedTuple):
@@ -59,13 +58,13 @@ def _columns(rows: list[Any], width: int) -> list[list[Any]]:
 
 async def insert_template(conn: Connection, template: TemplateRow) -> UUID:
     """A new template's id."""
-    template_id: UUID = await conn.fetchval(MANAGE["insert_template"], *template)
+    template_id: UUID = await conn.fetchval(CAMPAIGNS["insert_template"], *template)
     return template_id
 
 
 async def update_template(conn: Connection, template_id: UUID, template: TemplateRow) -> bool:
     """Replace the template's own columns; False when there is no such template."""
-    return await conn.fetchval(MANAGE["update_template"], template_id, *template) is not None
+    return await conn.fetchval(CAMPAIGNS["update_template"], template_id, *template) is not None
 
 
 async def replace_sequences(
@@ -77,38 +76,38 @@ async def replace_sequences(
     """Make the template's sequences exactly these steps; kept steps keep their ids."""
     email_columns = _columns(email, len(EmailStepRow._fields))
     linkedin_columns = _columns(linkedin, len(LinkedinStepRow._fields))
-    await conn.execute(MANAGE["delete_other_email_steps"], template_id, *email_columns[:2])
-    await conn.execute(MANAGE["delete_other_linkedin_steps"], template_id, linkedin_columns[0])
+    await conn.execute(CAMPAIGNS["delete_other_email_steps"], template_id, *email_columns[:2])
+    await conn.execute(CAMPAIGNS["delete_other_linkedin_steps"], template_id, linkedin_columns[0])
     if email:
-        await conn.execute(MANAGE["upsert_email_steps"], template_id, *email_columns)
+        await conn.execute(CAMPAIGNS["upsert_email_steps"], template_id, *email_columns)
     if linkedin:
-        await conn.execute(MANAGE["upsert_linkedin_steps"], template_id, *linkedin_columns)
+        await conn.execute(CAMPAIGNS["upsert_linkedin_steps"], template_id, *linkedin_columns)
 
 
 async def lock_template(conn: Connection, template_id: UUID) -> bool:
     """Lock the template for a write; False when there is no such template."""
-    return await conn.fetchval(MANAGE["lock_template"], template_id) is not None
+    return await conn.fetchval(CAMPAIGNS["lock_template"], template_id) is not None
 
 
 async def lock_template_instances(conn: Connection, template_id: UUID) -> list[Record]:
     """The template's instances (id, name, status), locked in id order."""
-    rows: list[Record] = await conn.fetch(MANAGE["lock_template_instances"], template_id)
+    rows: list[Record] = await conn.fetch(CAMPAIGNS["lock_template_instances"], template_id)
     return rows
 
 
 async def delete_template(conn: Connection, template_id: UUID) -> None:
     """Delete the template and, by cascade, everything made from it."""
-    await conn.execute(MANAGE["delete_template"], template_id)
+    await conn.execute(CAMPAIGNS["delete_template"], template_id)
 
 
 async def lock_template_key(conn: Connection, template_id: UUID) -> bool:
     """Keep the template from being deleted until commit; False when there is none."""
-    return await conn.fetchval(MANAGE["lock_template_key"], template_id) is not None
+    return await conn.fetchval(CAMPAIGNS["lock_template_key"], template_id) is not None
 
 
 async def lock_mappings(conn: Connection) -> None:
     """Serialize campaign-key mapping changes until commit."""
-    await conn.execute(MANAGE["lock_mappings"])
+    await conn.execute(CAMPAIGNS["lock_mappings"])
 
 
 class MappingConflict(NamedTuple):
@@ -127,7 +126,7 @@ async def mapping_conflict(
     if not keys:
         return None
     providers, values = (list(column) for column in zip(*keys, strict=True))
-    row = await conn.fetchrow(MANAGE["mapping_conflict"], instance_id, providers, values)
+    row = await conn.fetchrow(CAMPAIGNS["mapping_conflict"], instance_id, providers, values)
     return None if row is None else MappingConflict(*row)
 
 
@@ -143,13 +142,13 @@ class InstanceRow(NamedTuple):
 
 async def insert_instance(conn: Connection, instance: InstanceRow) -> UUID:
     """A new instance's id; its counters start at zero."""
-    instance_id: UUID = await conn.fetchval(MANAGE["insert_instance"], *instance)
+    instance_id: UUID = await conn.fetchval(CAMPAIGNS["insert_instance"], *instance)
     return instance_id
 
 
 async def lock_instance(conn: Connection, instance_id: UUID) -> Record | None:
     """The instance's status and configuration, locked until commit; None when absent."""
-    row: Record | None = await conn.fetchrow(MANAGE["lock_instance"], instance_id)
+    row: Record | None = await conn.fetchrow(CAMPAIGNS["lock_instance"], instance_id)
     return row
 
 
@@ -163,7 +162,7 @@ async def update_instance(
 ) -> None:
     """Store the instance's new state (a None name stays); status times move with status."""
     await conn.execute(
-        MANAGE["update_instance"], instance_id, name, status, provider_config, settings
+        CAMPAIGNS["update_instance"], instance_id, name, status, provider_config, settings
     )
 
 
@@ -178,7 +177,7 @@ class ContactRow(NamedTuple):
 
 async def instance_status(conn: Connection, instance_id: UUID) -> str | None:
     """The instance's status, kept from deletion until commit; None when absent."""
-    status: str | None = await conn.fetchval(MANAGE["instance_status"], instance_id)
+    status: str | None = await conn.fetchval(CAMPAIGNS["instance_status"], instance_id)
     return status
 
 
@@ -191,10 +190,10 @@ async def enroll_contacts(
     (id, contact_email, linkedin_url), new or found.
     """
     columns = _columns(contacts, len(ContactRow._fields))
-    created = await conn.fetch(MANAGE["enroll_contacts"], instance_id, *columns)
-    found: list[Record] = await conn.fetch(MANAGE["find_contacts"], instance_id, *columns[:2])
+    created = await conn.fetch(CAMPAIGNS["enroll_contacts"], instance_id, *columns)
+    found: list[Record] = await conn.fetch(CAMPAIGNS["find_contacts"], instance_id, *columns[:2])
     if created:
-        await conn.execute(MANAGE["count_enrolled"], instance_id, len(created))
+        await conn.execute(CAMPAIGNS["count_enrolled"], instance_id, len(created))
     return {row["id"] for row in created}, found
 
 
@@ -211,12 +210,12 @@ async def unmatched_deliveries(
 ) -> list[Record]:
     """The next `limit` deliveries owning unmatched events with the keys, oldest first."""
     rows: list[Record] = await conn.fetch(
-        MANAGE["unmatched_deliveries"], *keys, *(after or (None, None)), limit
+        CAMPAIGNS["unmatched_deliveries"], *keys, *(after or (None, None)), limit
     )
     return rows
 
 
 async def count_unmatched(conn: Connection, keys: CampaignKeys) -> int:
     """Events with the keys still without a campaign instance."""
-    count: int = await conn.fetchval(MANAGE["count_unmatched"], *keys)
+    count: int = await conn.fetchval(CAMPAIGNS["count_unmatched"], *keys)
     return count

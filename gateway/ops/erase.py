@@ -24,17 +24,21 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 from datetime import datetime
-from pathlib import Path
 from typing import Any, Final, NamedTuple
 from uuid import UUID
 
 import msgspec
 
+from gateway.db.erase import (
+    Erased,
+    candidate_deliveries,
+    delete_person,
+    person_enrollments,
+    unmatched_events,
+)
 from gateway.db.pool import Connection
-from gateway.db.queries import load_queries
 from providers.base import normalize_linkedin_url
 
-ERASE: dict[str, str] = load_queries(Path(__file__).parent / "db" / "erase.sql")
 #: Candidate deliveries read per page (their bodies travel to the gateway).
 PAGE: Final = 500
 _LINKEDIN_URL = re.compile(
@@ -188,9 +192,7 @@ async def plan(conn: Connection, person: Person) -> Plan:
     turns up.
     """
     while True:
-        rows = await conn.fetch(
-            ERASE["erase_enrollments"], sorted(person.emails), sorted(person.linkedin_keys)
-        )
+        rows = await person_enrollments(conn, sorted(person.emails), sorted(person.linkedin_keys))
         known = person.with_identities(
             {r["email"] for r in rows if r["email"]},
             {r["linkedin_key"] for r in rows if r["linkedin_key"]},
@@ -205,14 +207,14 @@ async def plan(conn: Connection, person: Person) -> Plan:
     read = 0
     after: tuple[datetime | None, UUID | None] = (None, None)
     while True:
-        page = await conn.fetch(ERASE["erase_candidate_deliveries"], person.needles, *after, PAGE)
+        page = await candidate_deliveries(conn, person.needles, after, PAGE)
         read += len(page)
         deliveries += [r["id"] for r in page if mentions(person, r["body"], r["fetched_body"])]
         if len(page) < PAGE:
             break
         after = (page[-1]["received_at"], page[-1]["id"])
     identifiers = sorted(person.emails | person.linkedin_keys)
-    candidates = await conn.fetch(ERASE["erase_unmatched_events"], identifiers, deliveries)
+    candidates = await unmatched_events(conn, identifiers, deliveries)
     about = set(deliveries)
     unmatched = [
         r["id"]
@@ -222,22 +224,12 @@ async def plan(conn: Connection, person: Person) -> Plan:
     return Plan(person, enrollments, unmatched, deliveries, read)
 
 
-class Erased(NamedTuple):
-    enrollments: int
-    unmatched_events: int
-    deliveries: int
-
-
 async def erase(conn: Connection, found: Plan) -> Erased:
     """Delete what `plan` found, in one transaction."""
     async with conn.transaction():
-        row = await conn.fetchrow(
-            ERASE["erase_delete"],
-            [e.id for e in found.enrollments],
-            found.unmatched_events,
-            found.deliveries,
+        return await delete_person(
+            conn, [e.id for e in found.enrollments], found.unmatched_events, found.deliveries
         )
-    return Erased(row["enrollments"], row["unmatched_events"], row["deliveries"])
 
 
 def render(found: Plan, seconds: float, *, erased: bool) -> str:

@@ -24,25 +24,20 @@ from typing import Final, NamedTuple, Protocol, TextIO
 import httpx
 import msgspec
 
-from gateway.capture import BadLine, Captured
-from gateway.db import queries
-from gateway.db.pool import Pool, close_pool, connection, create_pool
+from gateway.db import deliveries
+from gateway.db.pool import Pool, connection, open_pool
+from gateway.delivery import OUTCOME_STATUSES, Delivery, Fetched, redact_query, too_large
 from gateway.errors import Unavailable
-from gateway.fetch import Fetched, ResultFetcher
-from gateway.ingest import STATUSES, Delivery, Ingestor, parse_delivery
-from gateway.progress import Progress
+from gateway.fetch import ResultFetcher
+from gateway.ingest import Ingestor, parse_delivery
+from gateway.ops.capture import BadLine, Captured
+from gateway.ops.progress import Progress
 from gateway.secrets import REDACTED, Redactor, WebhookSecrets
 from gateway.settings import Settings
-from gateway.webhooks import (
-    OVERSIZED_PREFIX_BYTES,
-    redact_headers,
-    redact_query,
-    too_large,
-)
 from providers.base import ProviderError, ResultFetch
 
 #: The outcomes a delivery can have, in the summary's order.
-OUTCOMES: Final = STATUSES
+OUTCOMES: Final = OUTCOME_STATUSES
 #: Headers a replay never forwards: the client sets them, or they carry credentials.
 NOT_FORWARDED: Final = frozenset(
     {
@@ -203,15 +198,16 @@ class DirectTarget:
 
     async def send(self, captured: Captured) -> Sent:
         size, limit = len(captured.body), self._settings.body_limit(captured.provider)
-        body = captured.body[:OVERSIZED_PREFIX_BYTES] if size > limit else captured.body
-        delivery = Delivery(
-            provider=captured.provider,
-            received_at=captured.received_at or self._clock(),
-            # A capture written by hand may hold a secret: never store it.
-            body=self._redactor.body(body),
-            body_size=size if size > limit else -1,  # -1: the stored (masked) body's size
-            headers=redact_headers(captured.headers, self._redactor),
-            query=redact_query(captured.query, self._redactor),
+        # A capture written by hand may hold a secret: never store it.
+        delivery = Delivery.received(
+            captured.provider,
+            captured.received_at or self._clock(),
+            captured.body,
+            size=size,
+            limit=limit,
+            headers=captured.headers,
+            query=captured.query,
+            redactor=self._redactor,
         )
         if captured.fetched is not None:
             self._remember_result(delivery, captured.fetched)
@@ -235,7 +231,7 @@ class DirectTarget:
     async def _stored_already(self, delivery: Delivery) -> bool:
         """True when this exact delivery (provider, receive time, body) is stored."""
         async with connection(self._pool, self._settings) as conn:
-            stored = await queries.stored_bodies(conn, delivery.provider, delivery.received_at)
+            stored = await deliveries.stored_bodies(conn, delivery.provider, delivery.received_at)
         return any(_same_body(delivery.body, s) for s in stored)
 
     def _remember_result(self, delivery: Delivery, fetched: Fetched) -> None:
@@ -352,19 +348,18 @@ async def replay_direct(
     tally: Tally | None = None,
 ) -> Tally:
     """Replay into the database through the ingestion pipeline, without HTTP."""
-    pool = await create_pool(settings, database_url)
-    results = CapturedResults(settings)
-    ingestor = Ingestor(pool, settings, results)
-    await ingestor.start()
-    try:
-        target = DirectTarget(ingestor, pool, settings, secrets, results)
-        return await run(
-            items, target, concurrency=concurrency, progress=progress, tally=tally or Tally()
-        )
-    finally:
-        await ingestor.stop()
-        await results.aclose()
-        await close_pool(pool)
+    async with open_pool(settings, database_url) as pool:
+        results = CapturedResults(settings)
+        ingestor = Ingestor(pool, settings, results)
+        await ingestor.start()
+        try:
+            target = DirectTarget(ingestor, pool, settings, secrets, results)
+            return await run(
+                items, target, concurrency=concurrency, progress=progress, tally=tally or Tally()
+            )
+        finally:
+            await ingestor.stop()
+            await results.aclose()
 
 
 async def replay_http(

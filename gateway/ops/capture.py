@@ -25,8 +25,8 @@ from typing import Any
 
 import msgspec
 
-from gateway.fetch import Fetched
-from gateway.settings import PROVIDERS
+from gateway.delivery import Fetched
+from providers.vocabulary import PROVIDERS
 
 
 class Captured(msgspec.Struct, frozen=True, kw_only=True):
@@ -50,7 +50,9 @@ class BadLine(msgspec.Struct, frozen=True, kw_only=True):
     error: str
 
 
-class _FetchedLine(msgspec.Struct, kw_only=True):
+class _FetchedField(msgspec.Struct, kw_only=True):
+    """A line's `fetched`, read and written alike."""
+
     source: str = msgspec.field(name="from")
     body: msgspec.Raw
 
@@ -61,16 +63,11 @@ class _Line(msgspec.Struct, kw_only=True):
     headers: dict[str, str] = msgspec.field(default_factory=dict)
     query: dict[str, str] = msgspec.field(default_factory=dict)
     body: msgspec.Raw
-    fetched: _FetchedLine | None = None
+    fetched: _FetchedField | None = None
 
 
 class _Base64(msgspec.Struct, forbid_unknown_fields=True):
     base64: str
-
-
-class _OutFetched(msgspec.Struct, kw_only=True):
-    source: str = msgspec.field(name="from")
-    body: msgspec.Raw
 
 
 class _OutLine(msgspec.Struct, omit_defaults=True):
@@ -79,7 +76,7 @@ class _OutLine(msgspec.Struct, omit_defaults=True):
     headers: dict[str, Any]
     query: dict[str, Any]
     body: msgspec.Raw
-    fetched: _OutFetched | None = None
+    fetched: _FetchedField | None = None
 
 
 _line_decoder = msgspec.json.Decoder(_Line)
@@ -255,7 +252,7 @@ def encode_line(
         headers=headers,
         query=query,
         body=_body_json(body),
-        fetched=_OutFetched(source=fetched.source, body=_body_json(fetched.body))
+        fetched=_FetchedField(source=fetched.source, body=_body_json(fetched.body))
         if fetched is not None
         else None,
     )

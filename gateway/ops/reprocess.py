@@ -32,20 +32,14 @@ from uuid import UUID
 import msgspec
 from asyncpg import Record
 
-from gateway.db import queries
+from gateway.db import deliveries
 from gateway.db.pool import Connection, Pool, connection
+from gateway.db.retry import REFUSED, retried
 from gateway.engagement import static_flag, static_rules_for
 from gateway.errors import Unavailable
 from gateway.fetch import ResultFetcher
-from gateway.ingest import (
-    REFUSED,
-    RETRIES,
-    RETRYABLE,
-    Normalized,
-    normalize,
-    write_events,
-)
-from gateway.progress import Progress
+from gateway.ingest import Normalized, normalize, write_events
+from gateway.ops.progress import Progress
 from gateway.settings import Settings
 from providers.base import NormalizedEvent
 
@@ -140,16 +134,16 @@ class Reprocessor:
         self._batch_size = batch_size
         self._dry_run = dry_run
 
-    async def count(self, where: queries.DeliveryFilter) -> int:
+    async def count(self, where: deliveries.DeliveryFilter) -> int:
         """How many deliveries a run over `where` goes through."""
         async with connection(self._pool, self._settings) as conn:
-            return await queries.count_deliveries(conn, where)
+            return await deliveries.count_deliveries(conn, where)
 
-    async def run(self, where: queries.DeliveryFilter, progress: Progress) -> Report:
+    async def run(self, where: deliveries.DeliveryFilter, progress: Progress) -> Report:
         """Every delivery the filter selects, oldest first, in batches of `batch_size`."""
 
         async def page(conn: Connection, after: Cursor | None, limit: int) -> list[Record]:
-            return await queries.page_deliveries(conn, where, after, limit)
+            return await deliveries.page_deliveries(conn, where, after, limit)
 
         return await self.run_pages(page, progress)
 
@@ -227,12 +221,12 @@ class Reprocessor:
             if normalized is not None:
                 keys.setdefault(row["provider"], set()).update(_keys(normalized))
         stored = {
-            provider: await queries.stored_events(conn, provider, sorted(wanted))
+            provider: await deliveries.stored_events(conn, provider, sorted(wanted))
             for provider, wanted in keys.items()
             if wanted
         }
         with_events = [row["id"] for row, n in work if n is not None and n.status is None]
-        owned = await queries.delivery_events(conn, with_events) if with_events else {}
+        owned = await deliveries.delivery_events(conn, with_events) if with_events else {}
         candidates: list[tuple[UUID, set[UUID]]] = []
         for row, normalized in work:
             if normalized is None:
@@ -247,24 +241,24 @@ class Reprocessor:
             if _outcome(row, normalized, 0, owned.get(row["id"], (0, 0))) == _current(row):
                 candidates.append((row["id"], _flagged(normalized.events, known)))
         enrollments = sorted(set().union(*(ids for _, ids in candidates)))
-        stale = await queries.stale_machine_flags(conn, enrollments) if enrollments else set()
+        stale = await deliveries.stale_machine_flags(conn, enrollments) if enrollments else set()
         return {delivery for delivery, ids in candidates if stale.isdisjoint(ids)}
 
     async def _one(self, conn: Connection, row: Record, normalized: Normalized) -> Change:
-        attempt = 0
-        while True:
-            attempt += 1
-            try:
-                async with conn.transaction():
-                    return await self._apply(conn, row, normalized)
-            except RETRYABLE as exc:
-                if attempt >= RETRIES:
-                    raise Unavailable("database contention; retry later") from exc
-            except REFUSED as exc:
-                # A value the database refuses: the input's fault, as at ingestion.
-                normalized = Normalized(
-                    "rejected", f"database refused a value: {exc}", [], normalized.fetched
-                )
+        """One delivery in a (sub)transaction of its own, retried as ingestion retries."""
+
+        async def apply(normalized: Normalized) -> Change:
+            async with conn.transaction():
+                return await self._apply(conn, row, normalized)
+
+        try:
+            return await retried(lambda: apply(normalized), what="reprocess")
+        except REFUSED as exc:
+            # A value the database refuses: the input's fault, as at ingestion.
+            rejected = Normalized(
+                "rejected", f"database refused a value: {exc}", [], normalized.fetched
+            )
+            return await retried(lambda: apply(rejected), what="reprocess")
 
     async def _normalize(self, row: Record) -> Normalized | None:
         """Parse again, with the stored result object; None for an oversized body.
@@ -292,29 +286,29 @@ class Reprocessor:
         if normalized.status is None:
             provider, keys = row["provider"], sorted(_keys(normalized))
             events = normalized.events
-            stored = await queries.stored_events(conn, provider, keys)
+            stored = await deliveries.stored_events(conn, provider, keys)
             waiting = [key for key, event in stored.items() if event.enrollment_id is None]
             missing = len(stored) < len(keys)
             enrollments = _flagged(events, stored)
-            before = await queries.machine_flags(conn, sorted(enrollments))
+            before = await deliveries.machine_flags(conn, sorted(enrollments))
             # All stored, attached and flagged alike: writing could change
             # nothing, so do not (it would only lock the rows, or enroll
             # contacts for nothing).
             if waiting or missing or any(_restates(e, _machine(stored, e)) for e in events):
                 written = (await write_events(conn, delivery_id, row["received_at"], events))[0]
             if waiting or missing:
-                now = await queries.stored_events(conn, provider, keys)
+                now = await deliveries.stored_events(conn, provider, keys)
                 attached = sum(now[key].enrollment_id is not None for key in waiting)
                 enrollments |= _flagged(events, now)
             if enrollments:
                 # A newer version of a dynamic rule changes no event: recompute here.
-                await queries.flag_machine_events(conn, sorted(enrollments))
-                after = await queries.machine_flags(conn, sorted(enrollments))
+                await deliveries.flag_machine_events(conn, sorted(enrollments))
+                after = await deliveries.machine_flags(conn, sorted(enrollments))
                 flags = sum(1 for event_id, m in before.items() if after.get(event_id, m) != m)
-            owned = (await queries.delivery_events(conn, [delivery_id])).get(delivery_id, owned)
+            owned = (await deliveries.delivery_events(conn, [delivery_id])).get(delivery_id, owned)
         current, outcome = _current(row), _outcome(row, normalized, written, owned)
         if outcome != current:
-            await queries.update_delivery_outcome(conn, delivery_id, outcome)
+            await deliveries.update_delivery_outcome(conn, delivery_id, outcome)
         return Change(
             delivery_id=delivery_id,
             before=current.status,
@@ -334,7 +328,7 @@ def _keys(normalized: Normalized) -> set[str]:
 _FLAG_INPUTS: Final = frozenset(("sent", "delivered", "opened", "clicked"))
 
 
-def _flagged(events: list[NormalizedEvent], stored: dict[str, queries.StoredEvent]) -> set[UUID]:
+def _flagged(events: list[NormalizedEvent], stored: dict[str, deliveries.StoredEvent]) -> set[UUID]:
     """The enrollments of the stored e-mail events among `events` that machine rules read."""
     enrollments = set()
     for event in events:
@@ -346,7 +340,7 @@ def _flagged(events: list[NormalizedEvent], stored: dict[str, queries.StoredEven
     return enrollments
 
 
-def _machine(stored: dict[str, queries.StoredEvent], event: NormalizedEvent) -> Any:
+def _machine(stored: dict[str, deliveries.StoredEvent], event: NormalizedEvent) -> Any:
     found = stored.get(event.provider_event_id)
     return None if found is None else found.machine
 
@@ -365,10 +359,10 @@ def _restates(event: NormalizedEvent, stored_machine: Any) -> bool:
     return static_flag({"machine": stored_machine}) is not None
 
 
-def _current(row: Record) -> queries.DeliveryOutcome:
+def _current(row: Record) -> deliveries.DeliveryOutcome:
     """The outcome a delivery row holds now."""
     fetched_body = row["fetched_body"]
-    return queries.DeliveryOutcome(
+    return deliveries.DeliveryOutcome(
         status=row["status"],
         cause=row["cause"],
         events_written=row["events_written"],
@@ -380,7 +374,7 @@ def _current(row: Record) -> queries.DeliveryOutcome:
 
 def _outcome(
     row: Record, normalized: Normalized, written: int, owned: tuple[int, int]
-) -> queries.DeliveryOutcome:
+) -> deliveries.DeliveryOutcome:
     """The outcome a delivery should hold, given what writing its events did.
 
     `owned` is (events the delivery wrote itself, how many of them have no

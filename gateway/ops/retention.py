@@ -12,12 +12,13 @@ from __future__ import annotations
 import os
 import re
 from datetime import datetime, timedelta
-from typing import BinaryIO, NamedTuple
+from typing import BinaryIO
 
-from gateway.db import queries
+from gateway.db import deliveries
+from gateway.db.deliveries import Purgeable
 from gateway.db.pool import Pool, connection, transaction
-from gateway.export import stored_line
-from gateway.progress import Progress
+from gateway.ops.export import stored_line
+from gateway.ops.progress import Progress
 from gateway.secrets import known_redactor
 from gateway.settings import Settings
 
@@ -74,19 +75,10 @@ def parse_age(text: str) -> timedelta:
     return timedelta(**{_UNITS[unit]: n})
 
 
-class Purgeable(NamedTuple):
-    """What a purge with a cutoff would delete: how many, received from when to when."""
-
-    deliveries: int
-    oldest: datetime | None
-    newest: datetime | None
-
-
 async def count_purgeable(pool: Pool, settings: Settings, cutoff: datetime) -> Purgeable:
     """How many deliveries a purge with this cutoff would delete, and their time span."""
     async with connection(pool, settings) as conn:
-        row = await conn.fetchrow(queries.sql("count_purgeable"), cutoff)
-    return Purgeable(row["count"], row["oldest"], row["newest"])
+        return await deliveries.count_purgeable(conn, cutoff)
 
 
 async def purge_deliveries(
@@ -104,7 +96,7 @@ async def purge_deliveries(
     try:
         while True:
             async with transaction(pool, settings) as conn:
-                rows = await conn.fetch(queries.sql("purge_deliveries"), cutoff, batch_size)
+                rows = await deliveries.purge_deliveries(conn, cutoff, batch_size)
                 if archive is not None and rows:
                     for row in rows:
                         archive.write(stored_line(row, redactor))
