@@ -5,7 +5,7 @@ the mailbox, and corporate security gateways click every link before the
 recipient sees it. Such an event is kept and counted as before, but carries
 `metadata.machine = {"kind", "rule", "rule_version"}`; the performance answer
 counts `human` engagement without it. Every rule has an id and a version
-(`RULES`, and the README's "Human engagement" section with the sources).
+(`RULES`, and docs/providers.md, "Human engagement", with the sources).
 
 - **Static rules** read one event alone (its user agent and address). They run
   where events are normalized (`StaticRules.apply`), so the flag is written with
@@ -110,7 +110,7 @@ APPLE_PROXY_USER_AGENT: Final = "Mozilla/5.0"
 
 #: Lower-case fragments of user agents that no person's mail client or browser sends:
 #: security gateways that fetch links and images, and HTTP libraries and headless
-#: browsers that scanners are built on. README "Human engagement" gives the sources.
+#: browsers that scanners are built on. docs/providers.md "Human engagement" gives the sources.
 SCANNER_USER_AGENT_TOKENS: Final = (
     "barracuda",
     "mimecast",
@@ -141,7 +141,7 @@ SCANNER_NETWORKS_FILE: Final = "scanner-networks.txt"
 """Security vendors' published mail-gateway networks, shipped in the package."""
 PRIVATE_RELAY_FILE: Final = "icloud-private-relay-egress.txt"
 """The iCloud Private Relay egress ranges, written under the data dir by `gateway engagement
-refresh` (not shipped: see the README)."""
+refresh` (not shipped: docs/providers.md says why)."""
 
 
 class Networks:

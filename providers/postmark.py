@@ -16,7 +16,7 @@ RecordType (condition) -> event_type, provider_event_id:
 - SubscriptionChange (recipient's own ManualSuppression) -> unsubscribed,
   `SubscriptionChange:{MessageStream}:{Recipient}:{ChangedAt}:true`
 
-Only a hard bounce ends an enrollment as `bounced`; the README's mapping section gives
+Only a hard bounce ends an enrollment as `bounced`; docs/providers.md gives
 Postmark's own description of every type behind this table.
 
 Without `ID`, a bounce is keyed `{RecordType}:{MessageID}:{Email}:{BouncedAt}`. When a key

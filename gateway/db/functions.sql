@@ -724,7 +724,7 @@ LANGUAGE sql IMMUTABLE PARALLEL SAFE
 RETURN stored_enrollment IS NULL
        AND (enrollment IS NOT NULL OR (stored_instance IS NULL AND instance IS NOT NULL));
 
--- Machine opens and clicks (README "Human engagement"): the dynamic rules of
+-- Machine opens and clicks (docs/providers.md, "Human engagement"): the dynamic rules of
 -- gateway/engagement.py, applied where events are written. `classify()` there
 -- is their one definition; tests hold this SQL against it, and the rule list
 -- and windows below against RULES and the *_WINDOW constants.

@@ -8,7 +8,7 @@ capture, its provider named by `--provider` or by the directory.
 One addition, optional on reading: `"fetched": {"from": URL, "body": …}`
 carries the PhantomBuster result object the gateway fetched for a run, so that
 an exported capture replays into a fresh database with the same events even
-after PhantomBuster has dropped the result (see the README).
+after PhantomBuster has dropped the result (docs/operations.md, "Replay, export and reprocess").
 
 Reading never raises on bad input: a line that is not a capture comes out as a
 `BadLine` naming `file:line`, and the replay counts it.

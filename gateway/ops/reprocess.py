@@ -13,7 +13,7 @@ pipeline's own `write_events`, one transaction per delivery:
 - machine flags follow the rules in force: a stored open or click takes the
   static flag it is normalized with now, and the dynamic flags of the
   enrollments its events belong to are recomputed, so a rule whose version
-  changed is re-applied (README "Human engagement");
+  changed is re-applied (docs/providers.md, "Human engagement");
 - the delivery row is updated only when its outcome differs, so a second run
   changes nothing. Nothing is ever deleted.
 

@@ -4,7 +4,7 @@ Two running campaigns are set up through the management API (a lemlist +
 PhantomBuster one with e-mail and LinkedIn steps, a Postmark one), plus a
 draft. `capture()` writes what their providers would have posted over the
 last three weeks, in the shapes of /work/shared/payloads, as a capture
-(README: replay) with realistic receive times: funnels that thin out step
+(docs/operations.md: replay) with realistic receive times: funnels that thin out step
 by step, bounces, complaints, PhantomBuster runs with failed rows,
 redeliveries, a few rejected bodies, ignored types, and two campaign keys
 no instance maps (the Unmatched page). Deterministic for a given seed and

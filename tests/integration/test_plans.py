@@ -195,7 +195,7 @@ async def test_merges_probe_the_enrollments_they_merge(
 
         # Events carrying both identifiers prove each pair one person.
         for n in range(8):
-            await queries.write_batch(
+            await ingest.write_batch(
                 writer, *batch(f"m{n}", range(1 + n * 5, 6 + n * 5)), store=True
             )
         await flushed(writer)
