@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 
 import asyncpg
@@ -83,10 +84,15 @@ async def flushed(writer: asyncpg.Connection) -> None:
     await asyncio.sleep(0.5)
 
 
-@pytest.mark.slow
-async def test_write_path_never_scans_a_growing_table(
+@asynccontextmanager
+async def growth_instance(
     create_database: Callable[[], str],
-) -> None:
+) -> AsyncIterator[tuple[asyncpg.Connection, asyncpg.Connection, uuid.UUID]]:
+    """A migrated database with one lemlist instance, analyzed while nearly empty.
+
+    Yields an admin connection, a writer connection set up as the gateway's,
+    and the instance's id.
+    """
     url = create_database()
     apply_migrations(url)
     admin = await asyncpg.connect(url)
@@ -103,6 +109,17 @@ async def test_write_path_never_scans_a_growing_table(
             template,
         )
         await admin.execute("ANALYZE")
+        yield admin, writer, instance
+    finally:
+        await writer.close()
+        await admin.close()
+
+
+@pytest.mark.slow
+async def test_write_path_never_scans_a_growing_table(
+    create_database: Callable[[], str],
+) -> None:
+    async with growth_instance(create_database) as (admin, writer, instance):
         # Plans cached on nearly empty tables: custom plans first, then generic ones.
         for n in range(8):
             await ingest.write_batch(writer, *batch(f"a{n}", range(n * 5, n * 5 + 5)), store=True)
@@ -153,31 +170,13 @@ async def test_write_path_never_scans_a_growing_table(
             )
             == 40 + 4000 + 60
         )
-    finally:
-        await writer.close()
-        await admin.close()
 
 
 async def test_merges_probe_the_enrollments_they_merge(
     create_database: Callable[[], str],
 ) -> None:
     """Merging people of a grown instance reads their enrollments, not the instance's."""
-    url = create_database()
-    apply_migrations(url)
-    admin = await asyncpg.connect(url)
-    writer = await asyncpg.connect(url)
-    await init_connection(writer)
-    try:
-        template = await admin.fetchval(
-            "INSERT INTO campaign_templates (name, type) VALUES ('t', 'email') RETURNING id"
-        )
-        instance = await admin.fetchval(
-            "INSERT INTO campaign_instances (template_id, name, status, provider_config)"
-            " VALUES ($1, 'growth', 'active', '{\"lemlist_campaign_id\": \"cam_growth\"}')"
-            " RETURNING id",
-            template,
-        )
-        await admin.execute("ANALYZE")
+    async with growth_instance(create_database) as (admin, writer, instance):
         # Each person twice: once known by e-mail only, once by LinkedIn only.
         await admin.execute(
             "INSERT INTO campaign_enrollments (instance_id, contact_email, status)"
@@ -210,6 +209,3 @@ async def test_merges_probe_the_enrollments_they_merge(
         assert after["campaign_enrollments"][0] == before["campaign_enrollments"][0]
         fetched = after["campaign_enrollments"][2] - before["campaign_enrollments"][2]
         assert fetched < 1000, fetched
-    finally:
-        await writer.close()
-        await admin.close()
