@@ -27,14 +27,12 @@ import random
 import statistics
 import tempfile
 import uuid
-import warnings
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
-import psycopg
+from scratch import scratch_databases
 
 from gateway.db import ingest
 from gateway.db.migrate import apply_migrations
@@ -51,15 +49,6 @@ CREATE OR REPLACE FUNCTION flag_machine_events(
 ) RETURNS integer LANGUAGE sql AS $$ SELECT 0 $$;
 """
 RULES = load_static_rules(Path("/nonexistent"))
-
-
-def with_database(url: str, name: str) -> str:
-    return urlunsplit(urlsplit(url)._replace(path=f"/{name}"))
-
-
-def admin(url: str, statement: str) -> None:
-    with psycopg.connect(url, autocommit=True) as conn:
-        conn.execute(statement.encode())
 
 
 def activity(event_type: str, lead: int, at: datetime, step: int = 1) -> dict[str, Any]:
@@ -266,35 +255,19 @@ def main() -> None:
     args = parser.parse_args()
     baseline = args.baseline_functions.read_text() if args.baseline_functions else NO_FLAGS
 
-    with tempfile.TemporaryDirectory(prefix="gateway-flags-") as temp:
-        server = None
-        if args.database_url:
-            server_url = args.database_url
-        else:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                import pgserver
-
-                server = pgserver.get_server(  # type: ignore[attr-defined]  # re-exported, untyped
-                    Path(temp) / "pgdata", cleanup_mode="stop"
-                )
-            server_url = server.get_uri()
-        names = {
-            "with": f"gw_flags_{uuid.uuid4().hex[:8]}",
-            "without": f"gw_noflags_{uuid.uuid4().hex[:8]}",
-        }
-        urls = {k: with_database(server_url, v) for k, v in names.items()}
-        try:
-            for kind, url in urls.items():
-                admin(server_url, f'CREATE DATABASE "{names[kind]}"')
-                apply_migrations(url)
-                asyncio.run(setup(url, baseline if kind == "without" else None, args.leads))
-            report(asyncio.run(measure(urls, args)), args)
-        finally:
-            for name in names.values():
-                admin(server_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-            if server is not None:
-                server.cleanup()
+    names = {
+        "with": f"gw_flags_{uuid.uuid4().hex[:8]}",
+        "without": f"gw_noflags_{uuid.uuid4().hex[:8]}",
+    }
+    with (
+        tempfile.TemporaryDirectory(prefix="gateway-flags-") as temp,
+        scratch_databases(args.database_url, Path(temp), *names.values()) as created,
+    ):
+        urls = dict(zip(names, created, strict=True))
+        for kind, url in urls.items():
+            apply_migrations(url)
+            asyncio.run(setup(url, baseline if kind == "without" else None, args.leads))
+        report(asyncio.run(measure(urls, args)), args)
 
 
 if __name__ == "__main__":

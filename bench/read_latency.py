@@ -27,16 +27,14 @@ import sys
 import tempfile
 import time
 import uuid
-import warnings
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
-import psycopg
 from litestar import Litestar
 from litestar.testing import AsyncTestClient
+from scratch import scratch_databases
 
 from gateway.api.params import encode_cursor
 from gateway.app import create_app
@@ -148,10 +146,6 @@ BATCH = 100_000
 
 def log(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
-
-
-def with_database(url: str, name: str) -> str:
-    return urlunsplit(urlsplit(url)._replace(path=f"/{name}"))
 
 
 async def load(url: str, args: argparse.Namespace) -> float:
@@ -289,11 +283,6 @@ def report(cases: list[Case], args: argparse.Namespace, loaded_s: float, version
         )
 
 
-def admin(url: str, statement: str) -> None:
-    with psycopg.connect(url, autocommit=True) as conn:
-        conn.execute(statement.encode())
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--database-url", help="a server to create the bench database on")
@@ -305,33 +294,17 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=10, help="untimed requests per case")
     args = parser.parse_args()
 
-    with tempfile.TemporaryDirectory(prefix="gateway-bench-") as temp:
-        server = None
-        if args.database_url:
-            server_url = args.database_url
-        else:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                import pgserver
-
-                server = pgserver.get_server(  # type: ignore[attr-defined]  # re-exported, untyped
-                    Path(temp) / "pgdata", cleanup_mode="stop"
-                )
-            server_url = server.get_uri()
-        name = f"gw_bench_{uuid.uuid4().hex[:8]}"
-        admin(server_url, f'CREATE DATABASE "{name}"')
-        url = with_database(server_url, name)
-        try:
-            log(f"Migrating and loading {name}")
-            apply_migrations(url)
-            loaded_s = asyncio.run(load(url, args))
-            log(f"Loaded in {loaded_s:.0f} s; timing requests")
-            cases = asyncio.run(measure(url, args, Path(temp) / "data"))
-            report(cases, args, loaded_s, asyncio.run(server_version(url)))
-        finally:
-            admin(server_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-            if server is not None:
-                server.cleanup()
+    name = f"gw_bench_{uuid.uuid4().hex[:8]}"
+    with (
+        tempfile.TemporaryDirectory(prefix="gateway-bench-") as temp,
+        scratch_databases(args.database_url, Path(temp), name) as [url],
+    ):
+        log(f"Migrating and loading {name}")
+        apply_migrations(url)
+        loaded_s = asyncio.run(load(url, args))
+        log(f"Loaded in {loaded_s:.0f} s; timing requests")
+        cases = asyncio.run(measure(url, args, Path(temp) / "data"))
+        report(cases, args, loaded_s, asyncio.run(server_version(url)))
 
 
 if __name__ == "__main__":
